@@ -10,6 +10,7 @@ __all__ = [
     "CorruptedEnvelope",
     "EnvelopeError",
     "HeaderCorrupted",
+    "InvalidCode",
     "InvalidKey",
     "KeyFileError",
     "LimitExceeded",
@@ -73,3 +74,7 @@ class WrongPassphrase(KeyFileError):
 
     Check the keyboard layout and Caps Lock, and that this is the right key file.
     """
+
+
+class InvalidCode(EnvelopeError):
+    """This return code is not valid. Check that you typed all 25 digits in the right order."""
