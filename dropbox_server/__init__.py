@@ -1,0 +1,1 @@
+"""Safe Report Drop Box server: the public reporting site and the staff API (aiohttp)."""

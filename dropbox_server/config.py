@@ -1,0 +1,242 @@
+"""Server configuration: a commented TOML file in the data folder, validated at start-up."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dropbox_envelope.codes import CODE_KDF
+from dropbox_envelope.errors import InvalidKey
+from dropbox_envelope.keys import KdfParams, PublicKey, StaffPublicKey
+
+from .errors import ConfigError
+
+__all__ = ["CONFIG_NAME", "Config", "Limits", "Recipient", "StaffMember", "load_config",
+           "render_config", "slug"]
+
+CONFIG_NAME = "dropbox.toml"
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """An agency (or support organisation) people can choose to report to."""
+
+    id: str
+    name: str
+    description: str
+    keys: tuple[PublicKey, ...]
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    name: str
+    key: StaffPublicKey
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_report_bytes: int = 2 * 1024 * 1024 * 1024
+    max_files: int = 20
+    max_message_chars: int = 100_000
+    max_field_chars: int = 2_000
+    max_concurrent_uploads: int = 64
+    code_workers: int = 2
+    code_queue: int = 32
+    session_minutes: int = 30
+    staff_signature_window: int = 300
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: Path
+    recipients: tuple[Recipient, ...]
+    staff: tuple[StaffMember, ...] = ()
+    public_port: int = 8080
+    staff_port: int = 8081
+    limits: Limits = field(default_factory=Limits)
+    code_kdf: KdfParams = CODE_KDF
+    questionnaire: Path | None = None
+
+    def recipient(self, recipient_id: str) -> Recipient | None:
+        return next((r for r in self.recipients if r.id == recipient_id), None)
+
+    @property
+    def staff_keys(self) -> dict[str, str]:
+        """Public key text -> staff name."""
+        return {m.key.encode(): m.name for m in self.staff}
+
+
+def slug(name: str) -> str:
+    """A short ASCII identifier for a display name ("City Police" -> "city-police")."""
+    s = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return s[:40] or "recipient"
+
+
+def _read_key(ref: str, base: Path, where: str, kind: type[PublicKey] | type[StaffPublicKey]
+              ) -> PublicKey | StaffPublicKey:
+    """A key given either as its text or as a path (relative to the data folder) to a .pub file."""
+    if ref.startswith("srdb1-"):
+        text, origin = ref, where
+    else:
+        path = (base / ref) if not Path(ref).is_absolute() else Path(ref)
+        origin = f"{where} ({path})"
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: key file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where}: cannot read key file {path}: {exc}") from None
+    try:
+        return kind.decode(text)
+    except InvalidKey as exc:
+        raise ConfigError(f"{origin}: malformed key: {exc}") from None
+
+
+def load_config(data_dir: Path) -> Config:
+    """Read and validate ``DATA_DIR/dropbox.toml``; raises :class:`ConfigError`."""
+    path = data_dir / CONFIG_NAME
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist; run `dropbox-server init` first") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    server = _table(doc, "server", path)
+    limits = Limits(**{k: _int(server, k, getattr(Limits(), k), path)
+                       for k in Limits.__dataclass_fields__})
+    recipients: list[Recipient] = []
+    seen_keys: dict[bytes, str] = {}
+    for i, entry in enumerate(_list(doc, "recipient", path)):
+        where = f"{path}: [[recipient]] #{i + 1}"
+        name = _str(entry, "name", where, required=True)
+        rid = _str(entry, "id", where) or slug(name)
+        keys = entry.get("keys")
+        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+            raise ConfigError(f"{where} ({name}): 'keys' must be a non-empty list of key files")
+        parsed: list[PublicKey] = []
+        for k in keys:
+            key = _read_key(k, data_dir, f"{where} ({name})", PublicKey)
+            assert isinstance(key, PublicKey)  # noqa: S101 - _read_key returns the kind asked
+            if key.raw in seen_keys:
+                raise ConfigError(f"{where} ({name}): key {k} is listed twice "
+                                  f"(also in {seen_keys[key.raw]})")
+            seen_keys[key.raw] = f"{where} ({name})"
+            parsed.append(key)
+        if any(r.id == rid for r in recipients):
+            raise ConfigError(f"{where}: recipient id {rid!r} is used twice")
+        recipients.append(Recipient(rid, name, _str(entry, "description", where), tuple(parsed)))
+    if not recipients:
+        raise ConfigError(f"{path}: no [[recipient]] configured; reports would have nowhere to go")
+    staff: list[StaffMember] = []
+    staff_seen: dict[bytes, str] = {}
+    for i, entry in enumerate(_list(doc, "staff", path)):
+        where = f"{path}: [[staff]] #{i + 1}"
+        name = _str(entry, "name", where, required=True)
+        key = _read_key(_str(entry, "key", where, required=True), data_dir, f"{where} ({name})",
+                        StaffPublicKey)
+        assert isinstance(key, StaffPublicKey)  # noqa: S101
+        if key.raw in staff_seen:
+            raise ConfigError(f"{where} ({name}): staff key is listed twice "
+                              f"(also for {staff_seen[key.raw]})")
+        if any(m.name == name for m in staff):
+            raise ConfigError(f"{where}: staff name {name!r} is used twice")
+        staff_seen[key.raw] = name
+        staff.append(StaffMember(name, key))
+    questionnaire = server.get("questionnaire", "")
+    if not isinstance(questionnaire, str):
+        raise ConfigError(f"{path}: [server] questionnaire must be a file path")
+    kdf = KdfParams(_int(server, "code_kdf_opslimit", CODE_KDF.opslimit, path),
+                    _int(server, "code_kdf_memlimit", CODE_KDF.memlimit, path))
+    return Config(
+        data_dir=data_dir,
+        recipients=tuple(recipients),
+        staff=tuple(staff),
+        public_port=_int(server, "public_port", 8080, path),
+        staff_port=_int(server, "staff_port", 8081, path),
+        limits=limits,
+        code_kdf=kdf,
+        questionnaire=(data_dir / questionnaire) if questionnaire else None,
+    )
+
+
+def _table(doc: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{key}] must be a table")
+    return value
+
+
+def _list(doc: dict[str, Any], key: str, path: Path) -> list[dict[str, Any]]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{path}: [[{key}]] entries must be tables")
+    return value
+
+
+def _int(table: dict[str, Any], key: str, default: int, path: Path) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"{path}: [server] {key} must be a non-negative integer")
+    return value
+
+
+def _str(table: dict[str, Any], key: str, where: str, *, required: bool = False) -> str:
+    value = table.get(key, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise ConfigError(f"{where}: '{key}' must be {'non-empty ' if required else ''}text")
+    return value
+
+
+def _q(text: str) -> str:
+    # JSON string escapes are valid TOML basic-string escapes for everything json.dumps emits.
+    return json.dumps(text, ensure_ascii=False)
+
+
+def render_config(recipients: list[tuple[str, str, list[str]]],
+                  staff: list[tuple[str, str]], *, public_port: int = 8080,
+                  staff_port: int = 8081) -> str:
+    """The commented TOML file `dropbox-server init` writes.
+
+    ``recipients``: (display name, description, key file paths relative to the data folder);
+    ``staff``: (name, key file path).
+    """
+    d = Limits()
+    lines = [
+        "# Safe Report Drop Box server configuration.",
+        "# Edit and restart `dropbox-server run` to apply. Paths are relative to this folder.",
+        "",
+        "[server]",
+        "# Ports on 127.0.0.1: the public reporting site and the staff API. Each is published",
+        "# as its own onion service; never expose them directly to the internet.",
+        f"public_port = {public_port}",
+        f"staff_port = {staff_port}",
+        "# Largest report (all attachments together), in bytes.",
+        f"max_report_bytes = {d.max_report_bytes}",
+        f"max_files = {d.max_files}",
+        f"max_message_chars = {d.max_message_chars}",
+        f"max_field_chars = {d.max_field_chars}",
+        "# Uploads in progress at once; more get a friendly 'busy, try again' page.",
+        f"max_concurrent_uploads = {d.max_concurrent_uploads}",
+        "# Return-code checks run Argon2id on this many threads; at most code_queue wait.",
+        f"code_workers = {d.code_workers}",
+        f"code_queue = {d.code_queue}",
+        f"session_minutes = {d.session_minutes}",
+        f"staff_signature_window = {d.staff_signature_window}",
+        "# Questionnaire file (JSON); empty = the built-in one.",
+        'questionnaire = ""',
+        "",
+        "# Who people can report to. A report is sealed to every key of the chosen recipient:",
+        "# list the agency key and its offline backup key.",
+    ]
+    for name, description, keys in recipients:
+        lines += ["", "[[recipient]]", f"id = {_q(slug(name))}", f"name = {_q(name)}",
+                  f"description = {_q(description)}",
+                  "keys = [" + ", ".join(_q(k) for k in keys) + "]"]
+    lines += ["", "# Staff allowed to use the staff API (Ed25519 request-signing keys)."]
+    for name, key in staff:
+        lines += ["", "[[staff]]", f"name = {_q(name)}", f"key = {_q(key)}"]
+    return "\n".join(lines) + "\n"

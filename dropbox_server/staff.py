@@ -1,0 +1,11 @@
+"""The staff API (placeholder until the staff-API work lands)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+__all__ = ["setup_routes"]
+
+
+def setup_routes(app: web.Application) -> None:
+    pass

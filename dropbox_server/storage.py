@@ -1,0 +1,368 @@
+"""Where ciphertext and the minimum of metadata live: files plus one SQLite database.
+
+Rules (docs/THREAT_MODEL.md): only ciphertext files and coarse metadata; random 128-bit ids;
+dates at day granularity; nothing about a request (IP, user agent, exact time) ever.
+
+Durability: an envelope is written to ``tmp/``, fsync'd, renamed into ``store/`` and the folder
+fsync'd, and only then recorded in the database (WAL, synchronous=FULL). The row is what makes an
+envelope exist, so a crash leaves at worst an unlisted file, which start-up removes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from dropbox_envelope.codes import SourceCredentials
+from dropbox_envelope.keys import KdfParams
+
+from .errors import StorageError
+
+__all__ = ["EnvelopeRow", "ReplyRow", "SourceRow", "Storage", "Upload", "new_id", "today"]
+
+SCHEMA_VERSION = 1
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE sources (
+        id TEXT PRIMARY KEY,
+        locator TEXT NOT NULL UNIQUE,
+        salt BLOB NOT NULL,
+        opslimit INTEGER NOT NULL,
+        memlimit INTEGER NOT NULL,
+        verifier BLOB NOT NULL,
+        public_key TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        created_day TEXT NOT NULL
+    );
+    CREATE TABLE envelopes (
+        id TEXT PRIMARY KEY,
+        source_id TEXT REFERENCES sources(id),
+        recipient TEXT NOT NULL,
+        day TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE TABLE replies (
+        id TEXT PRIMARY KEY,
+        source_id TEXT NOT NULL REFERENCES sources(id),
+        day TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        seen INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX replies_by_source ON replies(source_id);
+    """,
+}
+
+
+_SOURCE_COLUMNS = ("SELECT id, locator, salt, opslimit, memlimit, verifier, public_key, recipient, "
+                   "created_day FROM sources ")
+_SOURCE_BY_ID = _SOURCE_COLUMNS + "WHERE id = ?"
+_SOURCE_BY_LOCATOR = _SOURCE_COLUMNS + "WHERE locator = ?"
+
+
+def new_id() -> str:
+    """A random 128-bit identifier, hex."""
+    return secrets.token_hex(16)
+
+
+def today() -> str:
+    """The UTC date, the finest time granularity this server stores."""
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    id: str
+    locator: str
+    salt: bytes
+    params: KdfParams
+    verifier: bytes
+    public_key: str
+    recipient: str
+    created_day: str
+
+
+@dataclass(frozen=True)
+class EnvelopeRow:
+    id: str
+    source_id: str | None
+    recipient: str
+    day: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ReplyRow:
+    id: str
+    source_id: str
+    day: str
+    size: int
+    sha256: str
+    seen: bool
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Upload:
+    """A ciphertext file being received into ``tmp/``. Not visible to anyone until committed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def sync_and_close(self) -> None:
+        """Blocking: fsync and close (run in a thread)."""
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self.closed = True
+
+    def discard(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+            self.closed = True
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+class Storage:
+    """The data folder: ``db/``, ``store/envelopes``, ``store/replies``, ``tmp/``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.db_path = data_dir / "db" / "dropbox.sqlite"
+        self.envelopes_dir = data_dir / "store" / "envelopes"
+        self.replies_dir = data_dir / "store" / "replies"
+        self.tmp_dir = data_dir / "tmp"
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._prepare_folders)
+        db = await aiosqlite.connect(self.db_path, isolation_level=None)
+        self._db = db
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=FULL")
+        await db.execute("PRAGMA secure_delete=ON")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await self._migrate()
+        await self._remove_orphans()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    def _prepare_folders(self) -> None:
+        for folder in (self.db_path.parent, self.envelopes_dir, self.replies_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            info = folder.lstat()
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+                raise StorageError(f"{folder} must be a real folder, not a symlink")
+        # Anything in tmp/ is an upload that never completed: it was never acknowledged.
+        for leftover in self.tmp_dir.iterdir():
+            if leftover.is_file() or leftover.is_symlink():
+                leftover.unlink()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("storage is not open")
+        return self._db
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"the database schema (v{version}) is newer than this software "
+                               f"(v{SCHEMA_VERSION}); upgrade the software")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            await self.db.executescript(
+                "BEGIN;" + _MIGRATIONS[target] + f"PRAGMA user_version={target}; COMMIT;")
+
+    async def _remove_orphans(self) -> None:
+        """Files with no row are envelopes whose commit was interrupted: never acknowledged."""
+        async with self.db.execute("SELECT id FROM envelopes") as cur:
+            known_env = {r[0] for r in await cur.fetchall()}
+        async with self.db.execute("SELECT id FROM replies") as cur:
+            known_rep = {r[0] for r in await cur.fetchall()}
+
+        def sweep() -> None:
+            for folder, known in ((self.envelopes_dir, known_env), (self.replies_dir, known_rep)):
+                for path in folder.iterdir():
+                    if path.is_symlink() or not path.is_file() or path.stem not in known or \
+                            path.suffix != ".srdb":
+                        path.unlink()
+        await asyncio.to_thread(sweep)
+
+    # -- uploads ------------------------------------------------------------------------------
+
+    def new_upload(self) -> Upload:
+        return Upload(self.tmp_dir / f"{new_id()}.part")
+
+    async def _place(self, upload: Upload, folder: Path, item_id: str) -> Path:
+        final = folder / f"{item_id}.srdb"
+
+        def durable_rename() -> None:
+            if not upload.closed:
+                upload.sync_and_close()
+            os.replace(upload.path, final)
+            _fsync_dir(folder)
+            _fsync_dir(self.tmp_dir)
+        await asyncio.to_thread(durable_rename)
+        return final
+
+    async def commit_envelope(self, upload: Upload, *, recipient: str,
+                              source_id: str | None) -> str:
+        """Make an uploaded envelope durable and listed; returns its id."""
+        envelope_id = new_id()
+        final = await self._place(upload, self.envelopes_dir, envelope_id)
+        try:
+            async with self._write_lock:
+                await self.db.execute(
+                    "INSERT INTO envelopes (id, source_id, recipient, day, size, sha256) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (envelope_id, source_id, recipient, today(), upload.size, upload.sha256))
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return envelope_id
+
+    async def commit_reply(self, upload: Upload, *, source_id: str) -> str:
+        reply_id = new_id()
+        final = await self._place(upload, self.replies_dir, reply_id)
+        try:
+            async with self._write_lock:
+                await self.db.execute(
+                    "INSERT INTO replies (id, source_id, day, size, sha256) VALUES (?,?,?,?,?)",
+                    (reply_id, source_id, today(), upload.size, upload.sha256))
+        except BaseException:
+            final.unlink(missing_ok=True)
+            raise
+        return reply_id
+
+    # -- sources ------------------------------------------------------------------------------
+
+    async def create_source(self, locator: str, creds: SourceCredentials, recipient: str) -> str:
+        source_id = new_id()
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO sources (id, locator, salt, opslimit, memlimit, verifier, "
+                "public_key, recipient, created_day) VALUES (?,?,?,?,?,?,?,?,?)",
+                (source_id, locator, creds.salt, creds.params.opslimit, creds.params.memlimit,
+                 creds.verifier, creds.public_key.encode(), recipient, today()))
+        return source_id
+
+    async def locator_taken(self, locator: str) -> bool:
+        async with self.db.execute("SELECT 1 FROM sources WHERE locator = ?", (locator,)) as cur:
+            return await cur.fetchone() is not None
+
+    async def source_by_locator(self, locator: str) -> SourceRow | None:
+        return await self._source("locator", locator)
+
+    async def source(self, source_id: str) -> SourceRow | None:
+        return await self._source("id", source_id)
+
+    async def _source(self, column: str, value: str) -> SourceRow | None:
+        query = _SOURCE_BY_ID if column == "id" else _SOURCE_BY_LOCATOR
+        async with self.db.execute(query, (value,)) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return SourceRow(row[0], row[1], bytes(row[2]), KdfParams(row[3], row[4]), bytes(row[5]),
+                         row[6], row[7], row[8])
+
+    # -- envelopes (staff) --------------------------------------------------------------------
+
+    async def list_envelopes(self) -> list[EnvelopeRow]:
+        async with self.db.execute(
+                "SELECT id, source_id, recipient, day, size, sha256 FROM envelopes "
+                "ORDER BY day, id") as cur:
+            return [EnvelopeRow(*r) for r in await cur.fetchall()]
+
+    async def envelope(self, envelope_id: str) -> EnvelopeRow | None:
+        async with self.db.execute(
+                "SELECT id, source_id, recipient, day, size, sha256 FROM envelopes WHERE id = ?",
+                (envelope_id,)) as cur:
+            row = await cur.fetchone()
+        return EnvelopeRow(*row) if row else None
+
+    def envelope_path(self, envelope_id: str) -> Path:
+        return self.envelopes_dir / f"{envelope_id}.srdb"
+
+    async def delete_envelope(self, envelope_id: str) -> bool:
+        """Forget an envelope (after staff acknowledged it); True if it existed."""
+        async with self._write_lock:
+            cur = await self.db.execute("DELETE FROM envelopes WHERE id = ?", (envelope_id,))
+            existed = cur.rowcount > 0
+        await asyncio.to_thread(self._unlink_durably, self.envelope_path(envelope_id))
+        return existed
+
+    def _unlink_durably(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+    # -- replies ------------------------------------------------------------------------------
+
+    async def list_replies(self, source_id: str) -> list[ReplyRow]:
+        async with self.db.execute(
+                "SELECT id, source_id, day, size, sha256, seen FROM replies WHERE source_id = ? "
+                "ORDER BY day, rowid", (source_id,)) as cur:
+            return [ReplyRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]))
+                    for r in await cur.fetchall()]
+
+    def reply_path(self, reply_id: str) -> Path:
+        return self.replies_dir / f"{reply_id}.srdb"
+
+    async def mark_replies_seen(self, source_id: str) -> None:
+        async with self._write_lock:
+            await self.db.execute("UPDATE replies SET seen = 1 WHERE source_id = ?", (source_id,))
+
+    async def delete_reply(self, source_id: str, reply_id: str) -> bool:
+        async with self._write_lock:
+            cur = await self.db.execute("DELETE FROM replies WHERE id = ? AND source_id = ?",
+                                        (reply_id, source_id))
+            existed = cur.rowcount > 0
+        if existed:
+            await asyncio.to_thread(self._unlink_durably, self.reply_path(reply_id))
+        return existed
+
+    async def sources_with_unseen_replies(self) -> list[dict[str, Any]]:
+        async with self.db.execute(
+                "SELECT source_id, COUNT(*) FROM replies WHERE seen = 0 GROUP BY source_id "
+                "ORDER BY source_id") as cur:
+            return [{"source_id": r[0], "unread_replies": r[1]} for r in await cur.fetchall()]
