@@ -75,6 +75,13 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 async def serve(data_dir: Path, *, dev: bool, port: int | None, staff_port: int | None,
                 ready: asyncio.Event | None = None) -> None:
+    # Handle SIGTERM before anything is printed: a supervisor may stop us as soon as it reads
+    # the URLs, and that must still be a clean shutdown (storage closed, WAL checkpointed).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
     config = load_config(data_dir)
     app = create_app(config)
     staff_app = app[STAFF_APP]
@@ -101,11 +108,6 @@ async def serve(data_dir: Path, *, dev: bool, port: int | None, staff_port: int 
         print(f"staff API:   {staff_url}", flush=True)
         if ready is not None:
             ready.set()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
         await stop.wait()
     finally:
         await staff_runner.cleanup()
