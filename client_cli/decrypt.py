@@ -273,6 +273,8 @@ def _failure(envelope: Path, exc: Exception) -> Outcome:
             traceback.print_exc()
         message = one_line(f"unexpected error (please report this bug): "
                            f"{type(exc).__name__}: {exc}")
+    # The envelope is named once, by the caller: drop it from the start of an OSError message.
+    message = message.removeprefix(f"{one_line(str(envelope))}: ")
     return Outcome(envelope=envelope, ok=False, error=message)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,12 +127,23 @@ def read_passphrase_file(path: Path) -> str:
     return first
 
 
+def _ask(prompt: str) -> str:
+    """Read a passphrase on the terminal without echo; never fall back to echoing input."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", getpass.GetPassWarning)
+            return getpass.getpass(prompt)
+    except (getpass.GetPassWarning, EOFError):
+        raise CliError("cannot ask for the passphrase: there is no terminal (use "
+                       "--passphrase-file F)") from None
+
+
 def ask_new_passphrase(prompt: str = "New passphrase for the secret key: ") -> str:
     """Ask twice on the terminal; both must match and be non-empty."""
-    first = getpass.getpass(prompt)
+    first = _ask(prompt)
     if not first:
         raise CliError("an empty passphrase would leave the key unprotected")
-    second = getpass.getpass("Repeat the passphrase: ")
+    second = _ask("Repeat the passphrase: ")
     if first != second:
         raise CliError("the two passphrases do not match; nothing was written")
     return first
@@ -143,7 +155,7 @@ def get_passphrase(passphrase_file: Path | None, *, new: bool, prompt: str) -> s
         return read_passphrase_file(passphrase_file)
     if new:
         return ask_new_passphrase(prompt)
-    passphrase = getpass.getpass(prompt)
+    passphrase = _ask(prompt)
     if not passphrase:
         raise CliError("no passphrase was entered")
     return passphrase

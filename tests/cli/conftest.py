@@ -1,0 +1,92 @@
+"""Fixtures for the dropbox-client tests: fast test KDF, key pairs, envelope helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client_cli.cli import main
+from dropbox_envelope.envelope import Encryptor
+from dropbox_envelope.keys import PublicKey
+
+PASSPHRASE = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+Run = Callable[..., Result]
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    key: Path
+    pub: Path
+
+
+@pytest.fixture(autouse=True)
+def _fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key made in these tests uses the weak test KDF parameters."""
+    monkeypatch.setenv("SRDB_TEST_KDF", "1")
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]) -> Run:
+    """``run("decrypt", "--out", ...)``: call main() in-process, return code and output."""
+
+    def _run(*argv: str | Path) -> Result:
+        capsys.readouterr()  # drop output from fixtures
+        code = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return _run
+
+
+@pytest.fixture
+def passphrase_file(tmp_path: Path) -> Path:
+    path = tmp_path / "passphrase.txt"
+    path.write_text(PASSPHRASE + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def make_keys(tmp_path: Path, passphrase_file: Path, run: Run) -> Callable[..., KeyPair]:
+    def _make(name: str = "agency", kind: str = "agency") -> KeyPair:
+        result = run("keygen", "--out", tmp_path / "keys", "--name", name, "--kind", kind,
+                     "--passphrase-file", passphrase_file)
+        assert result.code == 0, result.err
+        return KeyPair(tmp_path / "keys" / f"{name}.key", tmp_path / "keys" / f"{name}.pub")
+
+    return _make
+
+
+@pytest.fixture
+def agency(make_keys: Callable[..., KeyPair]) -> KeyPair:
+    return make_keys()
+
+
+def seal(path: Path, recipients: list[Path],
+         attachments: Sequence[tuple[str, bytes]] = (), **finish: Any) -> Path:
+    """Write an envelope with the Encryptor directly (any names, any manifest extras)."""
+    encryptor = Encryptor([PublicKey.decode(p.read_text()) for p in recipients])
+    pieces: list[bytes] = []
+    for name, data in attachments:
+        pieces += encryptor.add_attachment(name, "application/octet-stream", data)
+    pieces += encryptor.finish(**finish)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(pieces))
+    return path
+
+
+def tree(folder: Path) -> list[str]:
+    """Every path under ``folder``, relative, sorted (hidden entries included)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
