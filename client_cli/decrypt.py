@@ -242,7 +242,8 @@ def decrypt_envelope(envelope: Path, identities: list[SecretKey], out_dir: Path)
         names = _store_attachments(manifest, sink)
         doc = report_document(
             manifest, names,
-            {"file": envelope.name, "sha256": envelope_sha256, "size": envelope_size}, sidecar)
+            {"file": os.fsencode(envelope.name).decode("utf-8", "replace"),
+             "sha256": envelope_sha256, "size": envelope_size}, sidecar)
         write_new_file(partial / "report.json", render_json(doc))
         write_new_file(partial / "report.txt", render_text(doc).encode("utf-8"))
         fsync_dir(partial)
@@ -300,10 +301,9 @@ def run(args: argparse.Namespace) -> int:
     if not envelopes:
         raise CliError("no envelopes to decrypt (a folder argument means every *.srdb file "
                        "in it)")
-    key = unlock_key_file(key_file, args.passphrase_file)
-    if not isinstance(key, SecretKey):
-        raise CliError(f"{key_file} is a staff signing key; decrypting needs the agency "
-                       "secret key")
+    key = unlock_key_file(key_file, args.passphrase_file, kind="agency")
+    if not isinstance(key, SecretKey):  # unreachable: the kind was checked
+        raise CliError(f"{key_file} is not an agency secret key")
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     failures = 0

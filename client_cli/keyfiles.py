@@ -161,10 +161,15 @@ def get_passphrase(passphrase_file: Path | None, *, new: bool, prompt: str) -> s
     return passphrase
 
 
-def unlock_key_file(path: Path, passphrase_file: Path | None) -> SecretKey | StaffSecretKey:
-    """Read and unlock a secret key file. The file is checked before the passphrase is asked."""
+def unlock_key_file(path: Path, passphrase_file: Path | None, *,
+                    kind: str | None = None) -> SecretKey | StaffSecretKey:
+    """Read and unlock a secret key file of ``kind`` ("agency", "staff" or any). The file is
+    checked before the passphrase is asked for."""
     text = read_key_text(path)
     info = inspect_secret_key(text)  # KeyFileError if it is not a secret key file at all
+    if kind is not None and info.kind != kind:
+        what = {"agency": "an agency encryption key", "staff": "a staff signing key"}
+        raise CliError(f"{path} is {what[info.kind]}; this needs {what[kind]}")
     label = f" ({info.name})" if info.name else ""
     passphrase = get_passphrase(passphrase_file, new=False,
                                 prompt=f"Passphrase for {path}{label}: ")

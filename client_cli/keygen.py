@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from dropbox_envelope.keys import (
@@ -105,5 +106,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"secret key:  {key_path} (mode 0600, passphrase-protected)")
     print(f"public key file: {pub_path}")
     print()
-    print(_CUSTODY[kind].format(key=key_path, pub=pub_path))
+    print(textwrap.fill(_CUSTODY[kind].format(key=key_path, pub=pub_path), width=78))
     return 0

@@ -118,7 +118,7 @@ def test_staff_key_cannot_decrypt(tmp_path: Path, make_keys: Callable[..., KeyPa
     env = seal(tmp_path / "x.srdb", [agency.pub])
     code, _out, err = _decrypt(run, staff, passphrase_file, tmp_path / "out", env)
     assert code == 1
-    assert "is a staff signing key" in err
+    assert "is a staff signing key; this needs an agency encryption key" in err
 
 
 def test_existing_output_folder_is_never_overwritten(tmp_path: Path, agency: KeyPair,
