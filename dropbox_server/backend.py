@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import os
 import secrets
 import time
@@ -23,6 +22,7 @@ from dropbox_envelope.keys import SecretKey
 from dropbox_envelope.staffauth import NonceCache
 
 from .config import Config
+from .questionnaire import DEFAULT_QUESTIONNAIRE, Questionnaire, load_questionnaire
 from .storage import Storage
 
 __all__ = ["Backend", "Busy", "Session"]
@@ -103,7 +103,7 @@ class Backend:
         self.nonces = NonceCache()
         self.started_at = int(time.time())
         self.uploads_in_progress = 0
-        self.questionnaire: dict[str, Any] = {}
+        self.questionnaire = Questionnaire("", "en", ())  # loaded by acquire()
         self._csrf_key = b""
         self._users = 0
         self._lock = asyncio.Lock()
@@ -112,9 +112,11 @@ class Backend:
     async def acquire(self) -> None:
         async with self._lock:
             if self._users == 0:
+                # The questionnaire first: a broken file stops start-up before anything opens.
+                self.questionnaire = await asyncio.to_thread(
+                    load_questionnaire, self.config.questionnaire or DEFAULT_QUESTIONNAIRE)
                 await self.storage.open()
                 self._csrf_key = await asyncio.to_thread(self._load_csrf_key)
-                self.questionnaire = await asyncio.to_thread(self._load_questionnaire)
                 self.code_workers = CodeWorkers(self.config.limits.code_workers,
                                                 self.config.limits.code_queue)
             self._users += 1
@@ -160,12 +162,3 @@ class Backend:
         if not cookie or not token:
             return False
         return hmac.compare_digest(self.csrf_token(cookie), token)
-
-    # -- questionnaire ------------------------------------------------------------------------
-
-    def _load_questionnaire(self) -> dict[str, Any]:
-        path = self.config.questionnaire or Path(__file__).with_name("questionnaire.json")
-        if not path.exists():
-            return {"questions": []}
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        return data
