@@ -94,6 +94,11 @@ def _read_answers(path: Path | None) -> dict[str, Any]:
         raise CliError(f"{path}: not a valid JSON file ({exc})") from None
     if not isinstance(answers, dict):
         raise CliError(f"{path}: the answers must be a JSON object ({{\"question\": answer}})")
+    try:
+        json.dumps(answers, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CliError(f"{path}: the answers contain an invalid \\u escape (a lone UTF-16 "
+                       "surrogate)") from None
     return cast(dict[str, Any], answers)
 
 

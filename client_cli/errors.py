@@ -23,13 +23,18 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (EnvelopeError, CliError, OSE
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
 def one_line(text: str) -> str:
     """``text`` with every control character escaped, so that it prints as one harmless line.
 
     Lone surrogates (undecodable bytes in a file name) are escaped too, so printing never fails.
     """
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(_escape, text)
 
 
 def describe_error(exc: BaseException) -> str:

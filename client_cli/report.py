@@ -30,12 +30,17 @@ _OWN_FIELDS = ("envelope", "server", "manifest_extra")
 
 # Characters json.dumps(ensure_ascii=False) leaves raw but that terminals or editors act on:
 # DEL and C1 controls (U+009B is an escape-sequence introducer), line/paragraph separators,
-# bidirectional marks, embeddings, overrides and isolates.
-_JSON_RISKY = re.compile(r"[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# bidirectional marks, embeddings, overrides and isolates; and lone surrogates (a JSON manifest
+# may carry "\ud83d" escapes, e.g. from a browser that cut an emoji in half), which UTF-8
+# cannot encode. Written as JSON \u escapes they read back as exactly the same text.
+_JSON_RISKY = re.compile(
+    "[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 # In the text report: every control character except newline and tab, plus the same
-# separators and bidi overrides.
-_TEXT_RISKY = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_LINE_RISKY = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# separators, bidi overrides and lone surrogates.
+_TEXT_RISKY = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_LINE_RISKY = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def report_document(manifest: Manifest, stored_names: Sequence[str],

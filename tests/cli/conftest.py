@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from client_cli.cli import main
 from dropbox_envelope.envelope import Encryptor
 from dropbox_envelope.keys import PublicKey
+from dropbox_envelope.manifest import Manifest
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -90,3 +92,17 @@ def seal(path: Path, recipients: list[Path],
 def tree(folder: Path) -> list[str]:
     """Every path under ``folder``, relative, sorted (hidden entries included)."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def seal_ascii_manifest(path: Path, recipients: list[Path],
+                        attachments: Sequence[tuple[str, bytes]] = (), **finish: Any) -> Path:
+    """:func:`seal`, but the manifest is written as ASCII JSON, as a browser's JSON.stringify
+    may: then it can carry lone UTF-16 surrogates ("\\ud83d") that UTF-8 cannot encode."""
+
+    def ascii_json(self: Manifest) -> bytes:
+        return json.dumps(self.to_dict(), ensure_ascii=True, sort_keys=True,
+                          separators=(",", ":")).encode("ascii")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Manifest, "to_json", ascii_json)
+        return seal(path, recipients, attachments, **finish)

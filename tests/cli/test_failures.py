@@ -200,6 +200,9 @@ def test_encrypt_refusals(tmp_path: Path, make_keys: Callable[..., KeyPair], run
     bad_json.write_text("{oops")
     assert "not a valid JSON" in refused("--to", agency.pub, "--answers-file", bad_json,
                                          "--out", outdir / "a.srdb")
+    bad_json.write_text('{"q": "\\ud800"}')
+    assert "surrogate" in refused("--to", agency.pub, "--answers-file", bad_json,
+                                  "--out", outdir / "a.srdb")
     bad_json.write_text("[1, 2]")
     assert "JSON object" in refused("--to", agency.pub, "--answers-file", bad_json,
                                     "--out", outdir / "a.srdb")

@@ -7,7 +7,8 @@ import json
 import os
 from pathlib import Path
 
-from tests.cli.conftest import KeyPair, Run, seal, tree
+from tests.cli.conftest import KeyPair, Run, tree
+from tests.cli.conftest import seal_ascii_manifest as seal
 from tests.cli.test_filenames import assert_safe
 
 HOSTILE = [
@@ -46,9 +47,6 @@ HOSTILE = [
 def test_hostile_attachment_names_land_inside_the_folder(
         tmp_path: Path, agency: KeyPair, passphrase_file: Path, run: Run) -> None:
     attachments = [(name, f"content {i}".encode()) for i, name in enumerate(HOSTILE)]
-    # A lone surrogate cannot be encoded: a hostile manifest carries it as a JSON escape,
-    # which the Encryptor cannot write, so that one goes in as U+FFFD instead.
-    attachments[-1] = ("\ufffd", attachments[-1][1])
     env = seal(tmp_path / "inbox" / "evil.srdb", [agency.pub], attachments,
                message="see attachments")
     out = tmp_path / "out"
@@ -96,7 +94,8 @@ def test_hostile_attachment_names_land_inside_the_folder(
 
 def test_hostile_message_answers_and_extra_fields(tmp_path: Path, agency: KeyPair,
                                                   passphrase_file: Path, run: Run) -> None:
-    message = "hello\x1b]0;pwned\x07 world\r\nsecond\rthird\x9b31m \u202eevil\u202c\ttab"
+    message = ("hello\x1b]0;pwned\x07 world\r\nsecond\rthird\x9b31m \u202eevil\u202c\ttab"
+               " half an emoji: \ud83d")
     answers = {"q\x1b[2J": "a\x00b", "nested": {"x": ["\u2028"]}}
     spoof = {"source_id": "FAKE-SOURCE", "sha256": "0" * 64}
     env = seal(tmp_path / "m.srdb", [agency.pub], message=message, answers=answers,
@@ -109,7 +108,7 @@ def test_hostile_message_answers_and_extra_fields(tmp_path: Path, agency: KeyPai
     assert line["source_id"] is None  # the sender cannot pose as the server
 
     raw_json = (out / "m" / "report.json").read_bytes().decode("utf-8")
-    for char in "\x1b\x07\x00\x9b\r\u202e\u2028":
+    for char in "\x1b\x07\x00\x9b\r\u202e\u2028\ud83d":
         assert char not in raw_json
     report = json.loads(raw_json)
     assert report["message"] == message  # escaped, not altered
@@ -120,8 +119,9 @@ def test_hostile_message_answers_and_extra_fields(tmp_path: Path, agency: KeyPai
     assert report["note"] == "kept"  # unknown manifest members are preserved
 
     text = (out / "m" / "report.txt").read_text(encoding="utf-8")
-    for char in "\x1b\x07\x00\x9b\r\u202e\u2028":
+    for char in "\x1b\x07\x00\x9b\r\u202e\u2028\ud83d":
         assert char not in text
+    assert "half an emoji: \\ud83d" in text
     assert "FAKE-SOURCE" not in text.split("Answers")[0]
     assert "hello\\x1b]0;pwned\\x07 world\nsecond\nthird\\x9b31m \\u202eevil" in text
     assert "\ttab" in text  # tabs are harmless and kept
