@@ -364,30 +364,17 @@ def test_envelope_error_is_the_one_base_class() -> None:
         assert issubclass(cls, EnvelopeError)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "BUG: Manifest.from_json does not catch the ValueError json.loads raises for an integer of "
-    "more than sys.get_int_max_str_digits() (4300) digits, so it leaves Decryptor raw"))
-def test_manifest_with_an_unparseable_number_raises_an_envelope_error() -> None:
-    """A manifest is attacker-controlled JSON: whatever is in it, the reader must answer with an
-    EnvelopeError (or accept it), never leak a ValueError."""
-    body = b'{"version":1,"kind":"report","answers":{"n":' + b"1" * 5000 + b"}}"
-    envelope = _seal_manifest_body(body)
-    decryptor = Decryptor([ALICE])
-    try:
-        decryptor.feed(envelope)
-        decryptor.close()
-    except EnvelopeError:
-        pass
+def record(rtype: int, body: bytes = b"", length: int | None = None) -> bytes:
+    return struct.pack(">BI", rtype, len(body) if length is None else length) + body
 
 
-def _seal_manifest_body(body: bytes) -> bytes:
-    """An envelope whose plaintext is exactly MANIFEST(body) END + padding, sealed with the
-    package's own header and chunk sealer."""
+def seal_plaintext(plaintext: bytes) -> bytes:
+    """An envelope around exactly ``plaintext`` (plus PADME padding), sealed with the package's
+    own header builder and chunk sealer, for plaintexts the Encryptor would never produce."""
     from dropbox_envelope.chunks import ChunkSealer
     from dropbox_envelope.header import build_header, derive_keys
 
     file_key = bytes(range(32))
-    plaintext = struct.pack(">BI", 3, len(body)) + body + struct.pack(">BI", 0, 0)
     plaintext += bytes(padme(len(plaintext)) - len(plaintext))
     sealer = ChunkSealer(derive_keys(file_key)[0])
     out = [build_header([ALICE.public_key], file_key), sealer.header]
@@ -397,10 +384,64 @@ def _seal_manifest_body(body: bytes) -> bytes:
     return b"".join(out)
 
 
-def test_seal_manifest_body_helper_makes_valid_envelopes() -> None:
+def seal_manifest_body(body: bytes) -> bytes:
+    return seal_plaintext(record(3, body) + record(0))
+
+
+def manifest_for(count: int, data: bytes = b"") -> bytes:
+    entry = {"name": "f", "type": "", "size": len(data),
+             "sha256": hashlib.sha256(data).hexdigest()}
+    return json.dumps({"version": 1, "kind": "report", "attachments": [entry] * count}).encode()
+
+
+def test_seal_plaintext_helper_makes_valid_envelopes() -> None:
     body = Manifest("reply", message="ok").to_json()
-    manifest, _data, _done = open_envelope(_seal_manifest_body(body), [ALICE])
+    manifest, _data, _done = open_envelope(seal_manifest_body(body), [ALICE])
     assert manifest.kind == "reply" and manifest.message == "ok"
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "BUG: Manifest.from_json does not catch the ValueError json.loads raises for an integer of "
+    "more than sys.get_int_max_str_digits() (4300) digits, so it leaves Decryptor raw"))
+def test_manifest_with_an_unparseable_number_raises_an_envelope_error() -> None:
+    """A manifest is attacker-controlled JSON: whatever is in it, the reader must answer with an
+    EnvelopeError (or accept it), never leak a ValueError."""
+    body = b'{"version":1,"kind":"report","answers":{"n":' + b"1" * 5000 + b"}}"
+    envelope = seal_manifest_body(body)
+    decryptor = Decryptor([ALICE])
+    try:
+        decryptor.feed(envelope)
+        decryptor.close()
+    except EnvelopeError:
+        pass
+
+
+def test_a_thousand_attachments_are_accepted() -> None:
+    plaintext = record(2) * 1000 + record(3, manifest_for(1000)) + record(0)
+    manifest, data, done = open_envelope(seal_plaintext(plaintext), [ALICE], 4096)
+    assert len(manifest.attachments) == 1000 and len(done) == 1000 and set(data) == {b""}
+
+
+@pytest.mark.parametrize("plaintext", [
+    pytest.param(record(2) * 1001 + record(3, manifest_for(1000)) + record(0),
+                 id="1001-attachments"),
+    pytest.param(record(1, b"\x00" * (MIB + 1)) + record(2) + record(3, manifest_for(1))
+                 + record(0), id="data-over-1MiB"),
+    pytest.param(record(3, b"{", length=8 * MIB + 1) + b"{}", id="manifest-over-8MiB"),
+    pytest.param(record(2, b"x") + record(3, manifest_for(1)) + record(0),
+                 id="attachment-end-not-empty"),
+    pytest.param(record(3, b"") + record(0), id="manifest-empty"),
+    pytest.param(record(3, manifest_for(0)) + record(3, manifest_for(0)) + record(0),
+                 id="two-manifests"),
+    pytest.param(record(0) + record(3, manifest_for(0)) + record(0), id="end-before-manifest"),
+    pytest.param(record(3, b'{"version":1,"kind":"report"') + record(0), id="manifest-cut"),
+    pytest.param(record(3, b'{"version":1,"kind":"report","message":"\xff"}') + record(0),
+                 id="manifest-not-utf8"),
+])
+def test_record_grammar_violations(plaintext: bytes) -> None:
+    for block in (None, 1000):
+        error = assert_rejected(seal_plaintext(plaintext), block)
+        assert type(error) is PayloadCorrupted
 
 
 # --- streams ----------------------------------------------------------------------------------
