@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from . import decrypt, encrypt, fetch, fingerprint, keygen, reply
+from . import decrypt, encrypt, fingerprint, keygen
 from .errors import EXPECTED_ERRORS, describe_error
 
 __all__ = ["build_parser", "main"]
@@ -22,8 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (keygen, fingerprint, encrypt, decrypt):
         module.add_parser(subparsers)
-    for online in (fetch, reply):
-        online.register(subparsers)
     return parser
 
 
