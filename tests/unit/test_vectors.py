@@ -275,6 +275,8 @@ def test_manifest_and_attachments_of_known_vectors() -> None:
     assert manifest("success_report_answers_language")["language"]
     assert manifest("success_report_answers_language")["answers"]
     assert manifest("success_independent_encoder")["x-future-member"] == {"kept": [1, 2, 3]}
+    assert manifest("success_attachment_name_255_astral")["attachments"][0]["name"] == (
+        "\U0001f4c4" * 255)
     for name, size in (("success_one_byte_attachment", 1), ("success_attachment_65536", 65536),
                        ("success_attachment_65537", 65537)):
         assert [a["size"] for a in manifest(name)["attachments"]] == [size]

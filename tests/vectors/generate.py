@@ -416,6 +416,13 @@ def success_unknown_stanza_skipped(rng: random.Random) -> Vector:
                   "stanza: readers skip it", parts.envelope(), doc, [attachments[0][2]])
 
 
+@vector
+def success_attachment_name_255_astral(rng: random.Random) -> Vector:
+    return success(rng, "an attachment name of 255 characters outside the BMP (U+1F4C4): name "
+                   "lengths count Unicode code points, not UTF-16 units or UTF-8 bytes",
+                   [("\U0001f4c4" * 255, "text/plain", b"page\n")])
+
+
 # no match ------------------------------------------------------------------------------------
 
 @vector
@@ -783,6 +790,13 @@ def payload_attachment_count_mismatch(rng: random.Random) -> Vector:
     attachments = [("a.txt", "text/plain", b"abc"), ("b.txt", "text/plain", b"def")]
     return _records(rng, "the manifest lists two attachments, the envelope carries one",
                     records_for(attachments[:1], manifest_doc(attachments)))
+
+
+@vector
+def payload_attachment_name_too_long(rng: random.Random) -> Vector:
+    attachments = [("n" * 256, "text/plain", b"abc")]
+    return _records(rng, "an attachment name of 256 characters in the manifest (maximum 255)",
+                    records_for(attachments, manifest_doc(attachments)))
 
 
 @vector
