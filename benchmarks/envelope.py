@@ -123,6 +123,17 @@ def _current_rss_mib() -> float | None:
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / MiB
 
 
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds all processes have spent busy so far (Linux /proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal, no guest
+
+
 def _baseline_encrypt(key: bytes, reader: RepeatingReader, out: Any) -> None:
     import nacl.bindings as sodium
 
@@ -202,6 +213,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         reader = RepeatingReader(size)
         with open(path, "wb") if to_file else contextlib.nullcontext(CountingSink()) as out:
             counter = out if isinstance(out, CountingSink) else None
+            busy0 = _busy_cpu_seconds()
             wall0, cpu0 = time.perf_counter(), time.process_time()
             if impl == "ours":
                 written = streams.encrypt(
@@ -213,11 +225,13 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 _baseline_encrypt(seed, reader, out)
                 written = counter.count if counter else out.tell()
             wall1, cpu1 = time.perf_counter(), time.process_time()
+            busy1 = _busy_cpu_seconds()
         result["envelope_bytes"] = written
         result["plain_bytes"] = size
     else:
         sink = CountingAttachments()
         with open(path, "rb") as src:
+            busy0 = _busy_cpu_seconds()
             wall0, cpu0 = time.perf_counter(), time.process_time()
             if impl == "ours":
                 manifest = streams.decrypt(src, [secret], sink)  # type: ignore[arg-type]
@@ -226,6 +240,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             else:
                 _baseline_decrypt(seed, src, sink.writer)
             wall1, cpu1 = time.perf_counter(), time.process_time()
+            busy1 = _busy_cpu_seconds()
         if sink.writer.count != size:
             raise RuntimeError(f"decrypted {sink.writer.count} bytes, expected {size}")
         result["envelope_bytes"] = os.path.getsize(path)
@@ -234,6 +249,10 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     result["seconds"] = wall1 - wall0
     result["cpu_seconds"] = cpu1 - cpu0
     result["mb_per_s"] = size / (wall1 - wall0) / 1e6
+    # CPUs kept busy by *other* processes meanwhile (0 = idle machine; 1 = one core taken):
+    # ours needs a second core for its SHA-256 thread, the baseline does not.
+    result["others_cpus"] = (None if busy0 is None or busy1 is None else
+                             max(0.0, (busy1 - busy0 - (cpu1 - cpu0)) / (wall1 - wall0)))
     result["rss_start_mib"] = rss_start
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB
     result["loadavg_1m"] = os.getloadavg()[0]
@@ -299,12 +318,22 @@ def bench_size(size: int, reps: int, tmp: Path,
                     runs.append(run)
                     log(f"  rep {rep + 1}/{reps} {op:7} {impl:8} {run['mb_per_s']:8.1f} MB/s  "
                         f"{run['seconds']:7.3f} s  cpu {run['cpu_seconds']:7.3f} s  "
-                        f"peak RSS {run['peak_rss_mib']:6.1f} MiB")
+                        f"peak RSS {run['peak_rss_mib']:6.1f} MiB  others "
+                        f"{_fmt(run['others_cpus'])} CPUs")
     finally:
         for path in paths.values():
             path.unlink(missing_ok=True)
     return {"size_bytes": size, "size_mib": size / MiB, "prepare": prepare, "runs": runs,
             "summary": summarise(runs)}
+
+
+def _fmt(value: float | None) -> str:
+    return "  n/a" if value is None else f"{value:5.2f}"
+
+
+def _median_or_none(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -324,6 +353,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 # > 1 when the SHA-256 worker thread really ran alongside the main thread
                 "median_cpu_per_wall": statistics.median(r["cpu_seconds"] / r["seconds"]
                                                          for r in mine),
+                "median_others_cpus": _median_or_none([r["others_cpus"] for r in mine]),
                 "peak_rss_mib": max(r["peak_rss_mib"] for r in mine),
                 "rss_start_mib": max((r["rss_start_mib"] or 0.0) for r in mine),
                 "envelope_bytes": mine[0]["envelope_bytes"],
@@ -349,10 +379,12 @@ def print_report(report: dict[str, Any]) -> None:
           f"PyNaCl {m['pynacl']}, load avg {m['loadavg_at_start'][0]:.2f} -> "
           f"{report['loadavg_at_end'][0]:.2f}")
     print(f"{report['reps']} interleaved runs per cell, medians; MB/s = attachment bytes / wall "
-          "time (1 MB = 10^6 B); cpu/wall > 1 = a second thread ran in parallel")
+          "time (1 MB = 10^6 B)")
+    print("cpu/wall > 1: a second thread of ours ran in parallel; others: CPUs kept busy by other "
+          "processes meanwhile")
     print()
     header = (f"{'size':>9}  {'op':7}  {'impl':8}  {'MB/s':>7}  {'min-max':>13}  {'wall s':>6}  "
-              f"{'cpu/wall':>8}  {'peak RSS':>9}  {'ratio':>10}")
+              f"{'cpu/wall':>8}  {'others':>6}  {'peak RSS':>9}  {'ratio':>10}")
     print(header)
     print("-" * len(header))
     for result in report["sizes"]:
@@ -368,6 +400,7 @@ def print_report(report: dict[str, Any]) -> None:
                 print(f"{label:>9}  {op:7}  {impl:8}  {s['median_mb_per_s']:7.1f}  "
                       f"{s['min_mb_per_s']:6.0f}-{s['max_mb_per_s']:<6.0f}  "
                       f"{s['median_seconds']:6.2f}  {s['median_cpu_per_wall']:8.2f}  "
+                      f"{_fmt(s['median_others_cpus']):>6}  "
                       f"{s['peak_rss_mib']:5.1f} MiB  {ratio:>10}")
                 label = ""
     print()
