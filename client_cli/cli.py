@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 from . import decrypt, encrypt, fingerprint, keygen
 from .errors import EXPECTED_ERRORS, describe_error
@@ -34,10 +38,35 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     command: Command = args.func
     try:
-        return command(args)
+        with _terminate_cleanly():
+            return command(args)
     except EXPECTED_ERRORS as exc:
         print(f"error: {describe_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\nerror: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("\nerror: terminated", file=sys.stderr)
+        return 143
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived. Raised like KeyboardInterrupt so that every ``finally`` and cleanup
+    handler runs (decrypt removes its provisional plaintext) before the process exits."""
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -266,6 +266,14 @@ def decrypt_envelope(envelope: Path, identities: list[SecretKey], out_dir: Path)
 
 # --- the command -----------------------------------------------------------------------------
 
+def _warn_about_leftovers(out_dir: Path) -> None:
+    """A run killed outright (power loss, SIGKILL) cannot clean up after itself: say so."""
+    for leftover in sorted(out_dir.glob(".*.partial-*")):
+        print(f"warning: {one_line(str(leftover))} was left by an interrupted decrypt; it "
+              "holds unauthenticated plaintext: delete it (unless another decrypt is running "
+              "into the same folder right now)", file=sys.stderr)
+
+
 def _failure(envelope: Path, exc: Exception) -> Outcome:
     if isinstance(exc, EXPECTED_ERRORS):
         message = describe_error(exc)
@@ -305,6 +313,7 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(key, SecretKey):  # unreachable: the kind was checked
         raise CliError(f"{key_file} is not an agency secret key")
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _warn_about_leftovers(out_dir)
 
     failures = 0
     for envelope in envelopes:

@@ -231,3 +231,34 @@ def test_encrypt_failure_midway_leaves_no_temporary_file(
     assert result.code == 1
     assert result.err == "error: No space left on device\n"
     assert os.listdir(tmp_path / "o") == []
+
+
+def test_sigterm_mid_envelope_removes_the_provisional_folder(
+        tmp_path: Path, agency: KeyPair, passphrase_file: Path, run: Run,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    env = seal(tmp_path / "x.srdb", [agency.pub], [("a.bin", os.urandom(BIG)), ("b.txt", b"B")])
+    original_done = decrypt_module._Sink.done
+
+    def terminated_done(self: decrypt_module._Sink, index: int, size: int, sha256: str) -> None:
+        original_done(self, index, size, sha256)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(decrypt_module._Sink, "done", terminated_done)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _out, err = _decrypt(run, agency, passphrase_file, tmp_path / "out", env)
+    assert code == 143
+    assert err.endswith("error: terminated\n")
+    assert tree(tmp_path / "out") == []
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_leftover_partial_folders_are_reported(tmp_path: Path, agency: KeyPair,
+                                               passphrase_file: Path, run: Run) -> None:
+    env = seal(tmp_path / "x.srdb", [agency.pub])
+    leftover = tmp_path / "out" / ".old.partial-0123456789abcdef"
+    leftover.mkdir(parents=True)
+    code, _out, err = _decrypt(run, agency, passphrase_file, tmp_path / "out", env)
+    assert code == 0
+    assert f"warning: {leftover} was left by an interrupted decrypt" in err
