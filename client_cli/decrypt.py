@@ -249,12 +249,12 @@ def decrypt_envelope(envelope: Path, identities: list[SecretKey], out_dir: Path)
         fsync_dir(partial)
         refuse_existing(final, " (skipping this envelope)")
         os.rename(partial, final)
-        fsync_dir(out_dir)
     except BaseException:
         if sink is not None:
             sink.close()
         _remove_partial(partial)
         raise
+    fsync_dir(out_dir)  # the folder is final and authentic now: never removed after this
 
     source_id = sidecar.get("source_id") if sidecar is not None else None
     return Outcome(
