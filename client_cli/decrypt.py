@@ -60,7 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object per envelope on standard output")
     parser.add_argument("envelopes", metavar="ENVELOPE_OR_DIR", type=Path, nargs="+",
-                        help="envelope files, or folders of *.srdb files")
+                        help="envelope files, or folders of *.srdb files "
+                             "(hidden files are skipped)")
     parser.set_defaults(func=run)
 
 
@@ -169,7 +170,8 @@ def _collect(arguments: list[Path]) -> list[Path]:
     for argument in arguments:
         if argument.is_dir():
             envelopes += sorted((p for p in argument.iterdir()
-                                 if p.name.endswith(ENVELOPE_SUFFIX) and p.is_file()),
+                                 if p.name.endswith(ENVELOPE_SUFFIX)
+                                 and not p.name.startswith(".") and p.is_file()),
                                 key=lambda p: p.name)
         else:
             envelopes.append(argument)  # a missing file is reported as that envelope's error
@@ -239,6 +241,9 @@ def decrypt_envelope(envelope: Path, identities: list[SecretKey], out_dir: Path)
             raise CliError(f"{sidecar_path} records SHA-256 {sidecar['sha256']} but the envelope "
                            f"file's is {envelope_sha256}: the envelope or its metadata file was "
                            "changed or mixed up")
+        if sidecar is not None and sidecar.get("size", envelope_size) != envelope_size:
+            raise CliError(f"{sidecar_path} records a size of {sidecar['size']} bytes but the "
+                           f"envelope file has {envelope_size}")
         names = _store_attachments(manifest, sink)
         doc = report_document(
             manifest, names,

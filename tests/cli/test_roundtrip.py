@@ -128,7 +128,12 @@ def test_sidecar_is_picked_up(tmp_path: Path, envelope: Path, agency: KeyPair,
                               passphrase_file: Path, run: Run) -> None:
     meta = {"envelope_id": "e-123", "source_id": "K7P2-9XQ4-M3", "received_day": "2025-03-04",
             "recipient": "main", "sha256": hashlib.sha256(envelope.read_bytes()).hexdigest()}
+    meta["size"] = envelope.stat().st_size  # fetch also records the size
     (envelope.parent / "r1.meta.json").write_text(json.dumps(meta))
+    # What else fetch leaves in an inbox: its lock file and a partial download.
+    (envelope.parent / ".fetch.lock").write_text("")
+    (envelope.parent / ".r2.srdb.part").write_bytes(b"partial")
+    (envelope.parent / ".hidden.srdb").write_bytes(b"partial")
     code, out, err = _decrypt(run, agency, passphrase_file, tmp_path / "out", "--json",
                               envelope.parent)
     assert code == 0, err
@@ -151,6 +156,17 @@ def test_sidecar_mismatch_is_an_error(tmp_path: Path, envelope: Path, agency: Ke
     assert out == ""
     assert err.startswith(f"error: {envelope}: ")
     assert "r1.meta.json records SHA-256 " + "0" * 64 in err
+    assert tree(tmp_path / "out") == []
+
+
+def test_sidecar_size_mismatch_is_an_error(tmp_path: Path, envelope: Path, agency: KeyPair,
+                                           passphrase_file: Path, run: Run) -> None:
+    meta = {"source_id": "S", "sha256": hashlib.sha256(envelope.read_bytes()).hexdigest(),
+            "size": 12}
+    (envelope.parent / "r1.meta.json").write_text(json.dumps(meta))
+    code, _out, err = _decrypt(run, agency, passphrase_file, tmp_path / "out", envelope)
+    assert code == 1
+    assert "records a size of 12 bytes" in err
     assert tree(tmp_path / "out") == []
 
 
