@@ -14,7 +14,7 @@ from typing import Any
 from . import records
 from .chunks import CHUNK_SIZE, ChunkOpener, ChunkSealer, FramingChecker
 from .digest import Sha256
-from .errors import HeaderCorrupted, LimitExceeded, PayloadCorrupted
+from .errors import EnvelopeError, HeaderCorrupted, LimitExceeded, PayloadCorrupted
 from .header import FILE_KEY_BYTES, Header, HeaderParser, build_header, derive_keys
 from .keys import PublicKey, RandomSource, SecretKey
 from .manifest import MAX_ATTACHMENTS, MAX_NAME_CHARS, Attachment, Kind, Manifest
@@ -61,6 +61,11 @@ class Encryptor:
             raise LimitExceeded(f"at most {MAX_ATTACHMENTS} attachments per envelope")
         if not 0 < len(name) <= MAX_NAME_CHARS or len(media_type) > MAX_NAME_CHARS:
             raise ValueError("attachment names must be 1 to 255 characters")
+        try:
+            name.encode("utf-8")
+            media_type.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("attachment names must be valid Unicode text") from None
         self._current = (name, media_type, Sha256())
 
     def write(self, data: bytes) -> list[bytes]:
@@ -102,18 +107,31 @@ class Encryptor:
     def finish(self, *, kind: Kind = "report", language: str = "", message: str = "",
                answers: Mapping[str, Any] | None = None,
                extra: Mapping[str, Any] | None = None) -> Iterator[bytes]:
-        """Write the manifest, the end record, padding and the final chunk; yields ciphertext."""
+        """Write the manifest, the end record, padding and the final chunk; yields ciphertext.
+
+        The manifest is validated before this returns (ValueError or LimitExceeded), so a
+        caller learns of a bad field before iterating.
+        """
         if self._current is not None:
             raise RuntimeError("end the open attachment first")
         if self._finished:
             raise RuntimeError("the envelope is already finished")
-        self._finished = True
         manifest = Manifest(kind, language, message, dict(answers or {}),
                             tuple(self._attachments), dict(extra or {}))
-        body = manifest.to_json()
+        try:
+            body = manifest.to_json()
+        except (UnicodeEncodeError, TypeError, ValueError) as exc:
+            raise ValueError(f"the manifest cannot be encoded: {exc}") from None
         if len(body) > records.MAX_MANIFEST_BODY:
             raise LimitExceeded("the report text is too long to fit in one envelope")
-        Manifest.from_json(body)  # refuse to seal what a receiver would reject
+        try:
+            Manifest.from_json(body)  # refuse to seal what a receiver would reject
+        except EnvelopeError as exc:
+            raise ValueError(str(exc)) from None
+        self._finished = True
+        return self._finish_stream(body)
+
+    def _finish_stream(self, body: bytes) -> Iterator[bytes]:
         self._push(records.record_header(records.MANIFEST, len(body)))
         self._push(body)
         self._push(records.record_header(records.END, 0))

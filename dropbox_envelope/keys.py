@@ -71,12 +71,20 @@ def _encode(prefix: str, raw: bytes) -> str:
     return prefix + _b32encode(raw + _checksum(prefix, raw))
 
 
+_B32_CHARS = 58  # ceil((32 + 4) * 8 / 5), unpadded
+
+
 def _decode(prefix: str, text: str) -> bytes:
-    body = _b32decode(text[len(prefix):])
+    encoded = text[len(prefix):]
+    if len(encoded) != _B32_CHARS:
+        raise InvalidKey("the key has the wrong length; was it copied completely?")
+    body = _b32decode(encoded)
     if len(body) != 32 + _CHECKSUM_BYTES:
         raise InvalidKey("the key has the wrong length; was it copied completely?")
     raw, check = body[:32], body[32:]
-    if _checksum(prefix, raw) != check:
+    if _checksum(prefix, raw) != check or _b32encode(body) != encoded:
+        # The re-encoding test refuses the 2 unused bits of the last character being set, so
+        # every key has exactly one text form and a typo there is caught too.
         raise InvalidKey("the key's checksum does not match; it was mistyped or damaged")
     return raw
 
@@ -302,7 +310,7 @@ def inspect_secret_key(text: str) -> KeyFileInfo:
 def _parse_key_file(text: str) -> tuple[KeyFileInfo, bytes, bytes, bytes]:
     try:
         doc = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long integers, nesting
         raise KeyFileError("this is not a secret key file (it is not JSON)") from exc
     if not isinstance(doc, dict) or doc.get("format") != _FILE_FORMAT:
         raise KeyFileError("this is not a Safe Report Drop Box secret key file")
@@ -319,7 +327,7 @@ def _parse_key_file(text: str) -> tuple[KeyFileInfo, bytes, bytes, bytes]:
         nonce = base64.b64decode(doc["nonce"], validate=True)
         box = base64.b64decode(doc["ciphertext"], validate=True)
         info = KeyFileInfo(kind, str(doc.get("name", "")), str(doc["public_key"]), params)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError, binascii.Error) as exc:
         raise KeyFileError("the secret key file is damaged "
                            "(a field is missing or invalid)") from exc
     if not (1 <= params.opslimit <= _MAX_OPSLIMIT and

@@ -66,7 +66,7 @@ class Manifest:
     def from_json(cls, raw: bytes) -> Manifest:
         try:
             doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError/UnicodeDecodeError too
             raise PayloadCorrupted("the manifest is not valid UTF-8 JSON") from exc
         if not isinstance(doc, dict):
             raise PayloadCorrupted("the manifest is not a JSON object")
@@ -75,7 +75,7 @@ class Manifest:
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Manifest:
         version = doc.get("version")
-        if version != MANIFEST_VERSION or isinstance(version, bool):
+        if type(version) is not int or version != MANIFEST_VERSION:
             raise UnsupportedVersion(f"manifest version {version!r} is not supported by this "
                                      "software; upgrade it")
         kind = doc.get("kind")

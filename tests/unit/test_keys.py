@@ -125,10 +125,6 @@ def test_last_character_typo_changing_data_bits_is_detected(text: str) -> None:
                 decode_public_key(text[:-1] + char)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: keys._b32decode ignores the 2 unused low bits of the last base32 character, so 3 "
-    "single-character changes of the last character decode to the same key (non-canonical "
-    "text accepted, typo undetected)"))
 @pytest.mark.parametrize("text", [AGENCY_TEXT, STAFF_TEXT])
 def test_last_character_typo_in_unused_bits_is_detected(text: str) -> None:
     last = B32.index(text[-1])
@@ -138,9 +134,6 @@ def test_last_character_typo_in_unused_bits_is_detected(text: str) -> None:
                 decode_public_key(text[:-1] + char)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: keys._b32decode pads the input itself, so a key text with 1 to 6 trailing '=' is "
-    "accepted although PROTOCOL.md §5.1 says the base32 is unpadded"))
 @pytest.mark.parametrize("padding", ["=", "======"])
 def test_padded_base32_is_refused(padding: str) -> None:
     with pytest.raises(InvalidKey):
@@ -385,10 +378,6 @@ def test_key_file_kind_mismatch(agency_file: str) -> None:
     assert not isinstance(info.value, WrongPassphrase)
 
 
-@pytest.mark.xfail(strict=True, raises=(ValueError, OverflowError, RecursionError), reason=(
-    "BUG: keys._parse_key_file lets ValueError (integer over 4300 digits, from json.loads), "
-    "OverflowError (int(Infinity)) and RecursionError (deep nesting) escape instead of "
-    "KeyFileError"))
 @pytest.mark.parametrize("hostile", [
     pytest.param(lambda _f: '{"format": "srdb-secret-key", "version": 1, "n": ' + "1" * 5000
                  + "}", id="huge-integer"),
