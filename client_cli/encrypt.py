@@ -154,9 +154,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         with os.fdopen(fd, "wb") as handle, \
                 Progress(f"encrypting {out.name}", sum(f[3] for f in files)) as progress:
-            size = encrypt(handle, recipients, attachments=sources, kind=kind,
-                           language=language, message=message, answers=answers,
-                           progress=progress)
+            try:
+                size = encrypt(handle, recipients, attachments=sources, kind=kind,
+                               language=language, message=message, answers=answers,
+                               progress=progress)
+            except ValueError as exc:  # the Encryptor refusing a field: a message for people
+                raise CliError(f"cannot build the envelope: {exc}") from None
             handle.flush()
             os.fsync(handle.fileno())
         publish_file(tmp, out)

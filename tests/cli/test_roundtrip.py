@@ -126,9 +126,10 @@ def test_several_recipients(tmp_path: Path, make_keys: Callable[..., KeyPair],
 
 def test_sidecar_is_picked_up(tmp_path: Path, envelope: Path, agency: KeyPair,
                               passphrase_file: Path, run: Run) -> None:
-    meta = {"envelope_id": "e-123", "source_id": "K7P2-9XQ4-M3", "received_day": "2025-03-04",
-            "recipient": "main", "sha256": hashlib.sha256(envelope.read_bytes()).hexdigest()}
-    meta["size"] = envelope.stat().st_size  # fetch also records the size
+    meta: dict[str, object] = {
+        "envelope_id": "e-123", "source_id": "K7P2-9XQ4-M3", "received_day": "2025-03-04",
+        "recipient": "main", "sha256": hashlib.sha256(envelope.read_bytes()).hexdigest(),
+        "size": envelope.stat().st_size}  # as fetch writes it
     (envelope.parent / "r1.meta.json").write_text(json.dumps(meta))
     # What else fetch leaves in an inbox: its lock file and a partial download.
     (envelope.parent / ".fetch.lock").write_text("")
