@@ -1,11 +1,478 @@
-"""The public reporting site (placeholder until the public-site work lands)."""
+"""The public reporting site: plain server-rendered pages that work without JavaScript.
+
+Handlers are thin: read the request, call the submission and storage verbs, render. Two
+cookies only, both HttpOnly, SameSite=Strict, Path=/ and without Max-Age (gone when the browser
+closes): ``srdb_csrf`` (a random value; forms carry its HMAC) and ``srdb_session`` (a returning
+source's session, after logging in with a return code).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
 from aiohttp import web
 
-__all__ = ["setup_routes"]
+from dropbox_envelope import Decryptor, EnvelopeError
+from dropbox_envelope.codes import MAX_CODE_INPUT, derive_credentials, parse_code, verify_code
+from dropbox_envelope.errors import InvalidCode
+from dropbox_envelope.keys import SecretKey
+
+from .appkeys import BACKEND
+from .backend import Backend, Busy, Session
+from .questionnaire import InvalidAnswers, ValidReport, triage, validate_report
+from .render import render, setup_templates
+from .submission import (
+    BLOCK,
+    FormReader,
+    Rejected,
+    create_source,
+    prepare_source,
+    receive_envelope,
+    upload_slot,
+)
+
+__all__ = ["CSRF_COOKIE", "SESSION_COOKIE", "setup_routes"]
+
+CSRF_COOKIE = "srdb_csrf"
+SESSION_COOKIE = "srdb_session"
+CSRF_HEADER = "X-CSRF-Token"
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
+_REPLY_ID = re.compile(r"[0-9a-f]{32}")
+NOT_KNOWN = "This return code is not known here. Check each digit."
+MAX_SMALL_FORM = 4096  # bytes: login, delete, logout
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # replies larger than this are not opened in the page
+# Multipart framing and text fields on top of the files; anything announcing more than this
+# over the limit is refused before a byte is read.
+FORM_OVERHEAD = 1024 * 1024
 
 
 def setup_routes(app: web.Application) -> None:
-    pass
+    setup_templates(app)
+    r = app.router
+    r.add_get("/", index, name="index")
+    r.add_get("/report", report_form, name="report")
+    r.add_post("/report", report_submit)
+    r.add_get("/login", login_form, name="login")
+    r.add_post("/login", login_submit)
+    r.add_get("/conversation", conversation, name="conversation")
+    r.add_post("/conversation/send", conversation_send)
+    r.add_post("/conversation/delete-reply", delete_reply)
+    r.add_post("/logout", logout)
+    r.add_post("/submit/envelope", submit_envelope)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+def _set_cookie(response: web.StreamResponse, name: str, value: str) -> None:
+    # No Max-Age/Expires: a session cookie, gone when the browser (or private window) closes.
+    response.set_cookie(name, value, path="/", httponly=True, samesite="Strict")
+
+
+def _redirect(location: str) -> web.Response:
+    """303 See Other: after a POST, the browser loads ``location`` with GET."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _csrf_cookie(request: web.Request) -> str | None:
+    value = request.cookies.get(CSRF_COOKIE)
+    return value if value and _TOKEN.fullmatch(value) else None
+
+
+def _session(request: web.Request) -> Session | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token or not _TOKEN.fullmatch(token):
+        return None
+    return request.app[BACKEND].sessions.get(token)
+
+
+def _form_page(request: web.Request, template: str, *, status: int = 200,
+               new_cookie: bool = False, **context: Any) -> web.Response:
+    """A page with forms: (re)issue the CSRF cookie and put its token in the page."""
+    backend = request.app[BACKEND]
+    cookie = (None if new_cookie else _csrf_cookie(request)) or secrets.token_urlsafe(32)
+    response = render(request, template, status=status, csrf=backend.csrf_token(cookie),
+                      **context)
+    _set_cookie(response, CSRF_COOKIE, cookie)
+    return response
+
+
+def _problem(request: web.Request, problem: str, status: int) -> web.Response:
+    return render(request, "problem.html", status=status, problem=problem,
+                  limits=request.app[BACKEND].config.limits)
+
+
+def _limits_context(backend: Backend) -> dict[str, Any]:
+    limits = backend.config.limits
+    return {"limits": limits, "max_mb": max(1, limits.max_report_bytes // (1024 * 1024))}
+
+
+def _text_limits(backend: Backend) -> dict[str, int]:
+    # Bytes kept per text field: 4 per character (UTF-8) and CRLF newlines fit, so anything
+    # cut off is still over its character limit and is reported as too long.
+    limits = backend.config.limits
+    field = 4 * limits.max_field_chars + 8
+    out = {q.id: field for q in backend.questionnaire.questions}
+    out["message"] = 4 * limits.max_message_chars + 8
+    return out
+
+
+def _max_text_parts(backend: Backend) -> int:
+    return sum(max(1, len(q.options)) for q in backend.questionnaire.questions) + 8
+
+
+def _too_big(request: web.Request, backend: Backend) -> bool:
+    length = request.content_length
+    return length is not None and length > backend.config.limits.max_report_bytes + FORM_OVERHEAD
+
+
+def _first(fields: Mapping[str, Sequence[str]], name: str) -> str:
+    values = fields.get(name)
+    return values[0] if values else ""
+
+
+async def _read_small_form(request: web.Request) -> dict[str, list[str]]:
+    """A small urlencoded form, read into memory (never multipart: no files, no temp files)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise Rejected(415, "unsupported")
+    if (request.content_length or 0) > MAX_SMALL_FORM:
+        raise Rejected(413, "malformed")
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body.extend(chunk)
+        if len(body) > MAX_SMALL_FORM:
+            raise Rejected(413, "malformed")
+    try:
+        return parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        raise Rejected(400, "malformed") from None
+
+
+# -- pages ------------------------------------------------------------------------------------
+
+async def index(request: web.Request) -> web.Response:
+    backend = request.app[BACKEND]
+    return render(request, "index.html", recipients=backend.config.recipients,
+                  logged_in=_session(request) is not None)
+
+
+def _report_page(request: web.Request, *, status: int = 200,
+                 values: Mapping[str, Sequence[str]] | None = None,
+                 errors: Mapping[str, str] | None = None, recipient: str = "",
+                 files_lost: bool = False) -> web.Response:
+    backend = request.app[BACKEND]
+    recipients = backend.config.recipients
+    if not recipient and len(recipients) == 1:
+        recipient = recipients[0].id
+    return _form_page(request, "report.html", status=status, recipients=recipients,
+                      questionnaire=backend.questionnaire, values=values or {},
+                      errors=errors or {}, chosen_recipient=recipient, files_lost=files_lost,
+                      **_limits_context(backend))
+
+
+async def report_form(request: web.Request) -> web.Response:
+    return _report_page(request)
+
+
+async def report_submit(request: web.Request) -> web.Response:
+    backend = request.app[BACKEND]
+    if request.content_type != "multipart/form-data":
+        return _problem(request, "unsupported", 415)
+    if _too_big(request, backend):
+        return _problem(request, "too_large", 413)
+    form: FormReader | None = None
+    try:
+        async with upload_slot(backend):
+            try:
+                reader = await request.multipart()
+            except (ValueError, KeyError, AssertionError):
+                raise Rejected(400, "malformed") from None
+            form = FormReader(backend, reader, text_limits=_text_limits(backend),
+                              max_text_parts=_max_text_parts(backend))
+            async with form:
+                await form.check_csrf(_csrf_cookie(request))
+                # Argon2 before reading the files: when the queue is full the person learns
+                # it now, not after a long upload.
+                source = await prepare_source(backend)
+                await form.read_rest()
+                report = _validate(backend, form)
+                form.seal(report, extra={"questionnaire": backend.questionnaire.id,
+                                         "triage": triage(backend.questionnaire, report.answers)})
+                assert form.recipient is not None  # noqa: S101 - _validate checked it
+                source_id = await create_source(backend, source, form.recipient.id)
+                await form.commit(source_id)
+    except Busy:
+        return _problem(request, "busy", 503)
+    except Rejected as exc:
+        if exc.errors and form is not None:
+            return _report_page(request, status=exc.status, values=form.fields,
+                                errors=exc.errors, files_lost=bool(form.attachments) or
+                                "attachments" in exc.errors,
+                                recipient=form.recipient.id if form.recipient else "")
+        return _problem(request, exc.reason, exc.status)
+    # The code is shown once, here, and kept nowhere: not in a log, not in a URL.
+    groups = source.code.display().split(" ")
+    return _form_page(request, "receipt.html", new_cookie=True, code_groups=groups,
+                      recipient=form.recipient, files=len(form.attachments))
+
+
+def _validate(backend: Backend, form: FormReader) -> ValidReport:
+    limits = backend.config.limits
+    errors: dict[str, str] = {}
+    report = ValidReport("", "en", {})
+    try:
+        report = validate_report(backend.questionnaire, form.fields,
+                                 max_field_chars=limits.max_field_chars,
+                                 max_message_chars=limits.max_message_chars)
+    except InvalidAnswers as exc:
+        errors.update(exc.errors)
+    if form.recipient is None:
+        errors["recipient"] = "Choose who should receive your report."
+    if errors:
+        raise Rejected(400, "invalid", errors)
+    return report
+
+
+# -- returning sources ------------------------------------------------------------------------
+
+def _login_page(request: web.Request, *, status: int = 200, error: str = "",
+                code: str = "") -> web.Response:
+    return _form_page(request, "login.html", status=status, error=error, code=code)
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return _login_page(request)
+
+
+async def login_submit(request: web.Request) -> web.Response:
+    backend = request.app[BACKEND]
+    try:
+        fields = await _read_small_form(request)
+    except Rejected as exc:
+        return _problem(request, exc.reason, exc.status)
+    if not backend.csrf_ok(_csrf_cookie(request), _first(fields, "csrf")):
+        return _problem(request, "csrf", 403)
+    text = _first(fields, "code")
+    if len(text) > MAX_CODE_INPUT:
+        return _login_page(request, status=400, error="This return code is too long. It has "
+                                                      "25 digits.")
+    try:
+        code = parse_code(text)
+    except InvalidCode as exc:
+        return _login_page(request, status=400, error=str(exc), code=text)
+    source = await backend.storage.source_by_locator(code.locator)
+    try:
+        if source is None:
+            # Do the same work as for a known locator, so that timing does not tell which
+            # locators exist.
+            await backend.run_argon2(derive_credentials, code, secrets.token_bytes(16),
+                                     backend.config.code_kdf)
+            raise InvalidCode(NOT_KNOWN)
+        secret_key = await backend.run_argon2(verify_code, code, source.salt, source.params,
+                                              source.verifier)
+    except Busy:
+        return _problem(request, "busy", 503)
+    except InvalidCode:
+        return _login_page(request, status=400, error=NOT_KNOWN, code=text)
+    token = backend.sessions.create(source.id, source.recipient, secret_key)
+    response = _redirect("/conversation")
+    _set_cookie(response, SESSION_COOKIE, token)
+    return response
+
+
+@dataclass(frozen=True)
+class ReplyView:
+    id: str
+    day: str
+    new: bool
+    message: str = ""
+    files: int = 0
+    failed: bool = False
+
+
+def _open_reply(path: Path, key: SecretKey, size: int) -> tuple[str, int] | None:
+    """Decrypt a reply in memory (blocking: run in a thread); None if it cannot be opened.
+    Attachment bytes are authenticated and dropped; only the message is shown."""
+    if size > MAX_REPLY_BYTES:
+        return None
+    decryptor = Decryptor([key])
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(BLOCK):
+                decryptor.feed(block)
+        manifest = decryptor.close()
+    except (OSError, EnvelopeError):
+        return None
+    if manifest.kind != "reply":
+        return None
+    return manifest.message, len(manifest.attachments)
+
+
+async def _conversation_page(request: web.Request, session: Session, *, status: int = 200,
+                             errors: Mapping[str, str] | None = None, message: str = "",
+                             files_lost: bool = False) -> web.Response:
+    backend = request.app[BACKEND]
+    storage = backend.storage
+    replies: list[ReplyView] = []
+    for row in await storage.list_replies(session.source_id):
+        opened = await asyncio.to_thread(_open_reply, storage.reply_path(row.id),
+                                         session.secret_key, row.size)
+        if opened is None:
+            replies.append(ReplyView(row.id, row.day, not row.seen, failed=True))
+        else:
+            replies.append(ReplyView(row.id, row.day, not row.seen, opened[0], opened[1]))
+    await storage.mark_replies_seen(session.source_id)
+    return _form_page(request, "conversation.html", status=status, replies=replies,
+                      recipient=backend.config.recipient(session.recipient),
+                      sent=request.query.get("sent") == "1", errors=errors or {},
+                      message=message, files_lost=files_lost, **_limits_context(backend))
+
+
+async def conversation(request: web.Request) -> web.StreamResponse:
+    session = _session(request)
+    if session is None:
+        return _redirect("/login")
+    return await _conversation_page(request, session)
+
+
+async def conversation_send(request: web.Request) -> web.StreamResponse:
+    backend = request.app[BACKEND]
+    # Looked up once: the session may expire while a long upload runs; the upload still lands.
+    session = _session(request)
+    if session is None:
+        return _problem(request, "session_ended", 403)
+    recipient = backend.config.recipient(session.recipient)
+    if recipient is None:
+        return _problem(request, "recipient_gone", 400)
+    if request.content_type != "multipart/form-data":
+        return _problem(request, "unsupported", 415)
+    if _too_big(request, backend):
+        return _problem(request, "too_large", 413)
+    limits = backend.config.limits
+    form: FormReader | None = None
+    try:
+        async with upload_slot(backend):
+            try:
+                reader = await request.multipart()
+            except (ValueError, KeyError, AssertionError):
+                raise Rejected(400, "malformed") from None
+            form = FormReader(backend, reader, recipient=recipient,
+                              text_limits={"message": 4 * limits.max_message_chars + 8},
+                              max_text_parts=4)
+            async with form:
+                await form.check_csrf(_csrf_cookie(request))
+                await form.read_rest()
+                try:
+                    report = validate_report(None, form.fields,
+                                             max_field_chars=limits.max_field_chars,
+                                             max_message_chars=limits.max_message_chars)
+                except InvalidAnswers as exc:
+                    raise Rejected(400, "invalid", exc.errors) from None
+                if not report.message and not form.attachments:
+                    raise Rejected(400, "invalid", {"message": "Write a message or choose a "
+                                                               "file to send."})
+                form.seal(report)
+                await form.commit(session.source_id)
+    except Rejected as exc:
+        if exc.errors and form is not None:
+            return await _conversation_page(
+                request, session, status=exc.status, errors=exc.errors,
+                message=_first(form.fields, "message"),
+                files_lost=bool(form.attachments) or "attachments" in exc.errors)
+        return _problem(request, exc.reason, exc.status)
+    return _redirect("/conversation?sent=1")
+
+
+async def delete_reply(request: web.Request) -> web.StreamResponse:
+    backend = request.app[BACKEND]
+    try:
+        fields = await _read_small_form(request)
+    except Rejected as exc:
+        return _problem(request, exc.reason, exc.status)
+    if not backend.csrf_ok(_csrf_cookie(request), _first(fields, "csrf")):
+        return _problem(request, "csrf", 403)
+    session = _session(request)
+    if session is None:
+        return _problem(request, "session_ended", 403)
+    reply_id = _first(fields, "reply")
+    if not _REPLY_ID.fullmatch(reply_id):
+        return _problem(request, "malformed", 400)
+    await backend.storage.delete_reply(session.source_id, reply_id)
+    return _redirect("/conversation")
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    backend = request.app[BACKEND]
+    try:
+        fields = await _read_small_form(request)
+    except Rejected as exc:
+        return _problem(request, exc.reason, exc.status)
+    if not backend.csrf_ok(_csrf_cookie(request), _first(fields, "csrf")):
+        return _problem(request, "csrf", 403)
+    backend.sessions.end(request.cookies.get(SESSION_COOKIE))
+    response = _redirect("/")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# -- envelopes sealed in the browser ---------------------------------------------------------
+
+_ENVELOPE_ERRORS = {
+    "unsupported": "Send the envelope as application/octet-stream.",
+    "csrf": "The form has expired. Reload the page and try again.",
+    "unknown_recipient": "Choose who should receive your report.",
+    "wrong_session": "While you are signed in, information goes to the agency of your report.",
+    "busy": "The service is busy. Please try again in a minute.",
+    "too_large": "The report is too large.",
+    "malformed": "The envelope is damaged or incomplete. Nothing was saved.",
+    "wrong_recipients": "The envelope is not sealed to this agency's keys.",
+}
+
+
+def _json_error(reason: str, status: int) -> web.Response:
+    return web.json_response({"error": _ENVELOPE_ERRORS[reason]}, status=status)
+
+
+async def submit_envelope(request: web.Request) -> web.Response:
+    backend = request.app[BACKEND]
+    try:
+        if request.content_type != "application/octet-stream":
+            raise Rejected(415, "unsupported")
+        if not backend.csrf_ok(_csrf_cookie(request), request.headers.get(CSRF_HEADER)):
+            raise Rejected(403, "csrf")
+        recipient = backend.config.recipient(request.query.get("recipient", ""))
+        if recipient is None:
+            raise Rejected(400, "unknown_recipient")
+        session = _session(request)
+        if session is not None and session.recipient != recipient.id:
+            raise Rejected(400, "wrong_session")
+        length = request.content_length
+        if length is not None and length > backend.config.limits.max_report_bytes:
+            raise Rejected(413, "too_large")
+        async with upload_slot(backend):
+            source = None if session is not None else await prepare_source(backend)
+            upload = await receive_envelope(backend, request.content, recipient)
+            try:
+                if source is not None:
+                    source_id = await create_source(backend, source, recipient.id)
+                else:
+                    assert session is not None  # noqa: S101
+                    source_id = session.source_id
+                await backend.storage.commit_envelope(upload, recipient=recipient.id,
+                                                      source_id=source_id)
+            except BaseException:
+                upload.discard()
+                raise
+    except Busy:
+        return _json_error("busy", 503)
+    except Rejected as exc:
+        return _json_error(exc.reason, exc.status)
+    if source is None:
+        return web.json_response({"status": "received"})
+    return web.json_response({"status": "received", "code": source.code.display()})

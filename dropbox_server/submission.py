@@ -1,0 +1,349 @@
+"""Receiving submissions: a browser form sealed as it streams in, or a ready-made envelope.
+
+The rule both paths keep: not one plaintext byte reaches the disk. Form text stays in memory
+(bounded); attachments go through the Encryptor chunk by chunk and only ciphertext is written to
+``tmp/``. Nothing becomes visible until :meth:`Storage.commit_envelope` has fsync'd it, and any
+failure before that discards the temporary file, so the store is unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import unicodedata
+import warnings
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, hdrs
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader, BadContentDispositionParam
+
+from dropbox_envelope import Encryptor, EnvelopeError, LimitExceeded, StructureChecker
+from dropbox_envelope.codes import Code, SourceCredentials, generate_code, new_credentials
+from dropbox_envelope.manifest import MAX_NAME_CHARS
+
+from .backend import Backend
+from .config import Recipient
+from .questionnaire import ValidReport
+from .storage import Upload
+
+__all__ = [
+    "BLOCK",
+    "FormReader",
+    "NewSource",
+    "Rejected",
+    "create_source",
+    "prepare_source",
+    "receive_envelope",
+    "upload_slot",
+]
+
+BLOCK = 65536  # bytes read from the request at a time
+MAX_FIELD_NAME = 100
+MAX_SMALL_FIELD = 256  # csrf, recipient, language
+# Bidirectional controls can make "photo_gpj.exe" display as "photo_exe.jpg".
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
+
+
+class Rejected(Exception):
+    """A submission that cannot be accepted; nothing from it was stored.
+
+    ``reason`` names the problem for the page shown (``busy``, ``csrf``, ``malformed``,
+    ``too_large``, ``invalid``...); ``errors`` maps form fields to messages for the person, and
+    when it is not empty the form can be shown again with them.
+    """
+
+    def __init__(self, status: int, reason: str, errors: Mapping[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.errors = dict(errors or {})
+
+
+@contextlib.asynccontextmanager
+async def upload_slot(backend: Backend) -> AsyncIterator[None]:
+    """Count an upload in progress; refuse (503) when too many already are."""
+    if backend.uploads_in_progress >= backend.config.limits.max_concurrent_uploads:
+        raise Rejected(503, "busy")
+    backend.uploads_in_progress += 1
+    try:
+        yield
+    finally:
+        backend.uploads_in_progress -= 1
+
+
+def filename_problem(name: str) -> str | None:
+    """Why an attachment's file name cannot be accepted, or None if it can."""
+    if len(name) > MAX_NAME_CHARS:
+        return f"A file name is too long (at most {MAX_NAME_CHARS} characters). Rename the file."
+    if "/" in name or "\\" in name or name.strip() in ("", ".", ".."):
+        return "A file name is not valid. Rename the file and choose it again."
+    for ch in name:
+        if unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS:
+            return "A file name contains hidden characters. Rename the file and choose it again."
+    return None
+
+
+def _media_type(header: str | None) -> str:
+    value = (header or "").split(";", 1)[0].strip().lower()
+    return value if _MEDIA_TYPE.fullmatch(value) else "application/octet-stream"
+
+
+class FormReader:
+    """A ``multipart/form-data`` submission read part by part.
+
+    Text fields are kept in memory, each bounded; each file part is sealed as it arrives. Use as
+    an async context manager: leaving it without :meth:`commit` discards the ciphertext.
+    Call :meth:`check_csrf` first, then :meth:`read_rest`, then :meth:`seal` and :meth:`commit`.
+    """
+
+    def __init__(self, backend: Backend, reader: MultipartReader, *,
+                 recipient: Recipient | None = None, text_limits: Mapping[str, int],
+                 max_text_parts: int) -> None:
+        self._backend = backend
+        self._reader = reader
+        self._fixed_recipient = recipient is not None
+        self._text_limits = text_limits
+        self._max_text_parts = max_text_parts
+        self.recipient = recipient
+        self.fields: dict[str, list[str]] = {}
+        self.attachments: list[str] = []
+        self.received = 0  # bytes of part bodies read so far
+        self._text_parts = 0
+        self._encryptor: Encryptor | None = None
+        self._upload: Upload | None = None
+        self._committed = False
+
+    async def __aenter__(self) -> FormReader:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        if self._upload is not None and not self._committed:
+            self._upload.discard()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def check_csrf(self, cookie: str | None) -> None:
+        """The first part must be the ``csrf`` field matching the cookie (403 otherwise)."""
+        part = await self._next_part()
+        if part is None or self._name(part) != "csrf" or part.filename is not None:
+            raise Rejected(403, "csrf")
+        token, _ = await self._read_text(part, MAX_SMALL_FIELD)
+        if not self._backend.csrf_ok(cookie, token):
+            raise Rejected(403, "csrf")
+
+    async def read_rest(self) -> None:
+        """Read every remaining part: text into :attr:`fields`, files sealed to the recipient."""
+        while (part := await self._next_part()) is not None:
+            name = self._name(part)
+            filename = self._filename(part)
+            if filename is not None:
+                await self._read_file(part, name, filename)
+            elif name == "recipient" and not self._fixed_recipient:
+                await self._read_recipient(part)
+            else:
+                await self._read_field(part, name)
+
+    async def _read_field(self, part: BodyPartReader, name: str) -> None:
+        self._text_parts += 1
+        if self._text_parts > self._max_text_parts:
+            raise Rejected(400, "malformed")
+        limit = self._text_limits.get(name, MAX_SMALL_FIELD)
+        value, _ = await self._read_text(part, limit)
+        self.fields.setdefault(name, []).append(value)
+
+    async def _read_recipient(self, part: BodyPartReader) -> None:
+        value, _ = await self._read_text(part, MAX_SMALL_FIELD)
+        if self.recipient is not None:
+            raise Rejected(400, "malformed")
+        recipient = self._backend.config.recipient(value)
+        if recipient is None:
+            raise Rejected(400, "invalid", {"recipient": "Choose who should receive your "
+                                                         "report from the list."})
+        self.recipient = recipient
+
+    async def _read_file(self, part: BodyPartReader, name: str, filename: str) -> None:
+        if name != "attachments":
+            raise Rejected(400, "malformed")
+        if filename == "":
+            # An empty file input ("no file chosen") still sends a part with an empty name.
+            if await self._read_chunk(part):
+                raise Rejected(400, "invalid", {"attachments": "A file has no name. Rename "
+                                                               "it and choose it again."})
+            return
+        problem = filename_problem(filename)
+        if problem is not None:
+            raise Rejected(400, "invalid", {"attachments": problem})
+        if self.recipient is None:
+            # Files are sealed as they arrive, so whom to seal them to must come first.
+            raise Rejected(400, "invalid", {"recipient": "Choose who should receive your "
+                                                         "report."})
+        if len(self.attachments) >= self._backend.config.limits.max_files:
+            raise Rejected(400, "invalid", {
+                "attachments": f"You can send at most {self._backend.config.limits.max_files} "
+                               "files with one report."})
+        encryptor = self._ensure_encryptor()
+        encryptor.begin_attachment(filename, _media_type(part.headers.get(hdrs.CONTENT_TYPE)))
+        while chunk := await self._read_chunk(part):
+            self._write(encryptor.write(chunk))
+        self._write(encryptor.end_attachment())
+        self.attachments.append(filename)
+
+    async def _read_text(self, part: BodyPartReader, limit: int) -> tuple[str, bool]:
+        """A text part's value, keeping at most ``limit`` bytes; True if it was longer."""
+        buf = bytearray()
+        too_long = False
+        while chunk := await self._read_chunk(part):
+            room = limit - len(buf)
+            if len(chunk) > room:
+                too_long = True
+                chunk = chunk[:max(room, 0)]
+            buf.extend(chunk)
+        try:
+            # A cut-off value may end inside a character; it is over its limit anyway.
+            return buf.decode("utf-8", errors="ignore" if too_long else "strict"), too_long
+        except UnicodeDecodeError:
+            raise Rejected(400, "malformed") from None
+
+    async def _next_part(self) -> BodyPartReader | None:
+        try:
+            part = await self._reader.next()
+        except (ValueError, RuntimeError, HttpProcessingError, ConnectionError):
+            raise Rejected(400, "malformed") from None
+        if part is None:
+            return None
+        if not isinstance(part, BodyPartReader) or hdrs.CONTENT_ENCODING in part.headers or \
+                hdrs.CONTENT_TRANSFER_ENCODING in part.headers:
+            raise Rejected(400, "malformed")
+        return part
+
+    async def _read_chunk(self, part: BodyPartReader) -> bytes:
+        try:
+            chunk = await part.read_chunk(BLOCK)
+        except (ValueError, RuntimeError, HttpProcessingError, ConnectionError):
+            raise Rejected(400, "malformed") from None
+        self.received += len(chunk)
+        limit = self._backend.config.limits.max_report_bytes
+        if self.received > limit:
+            raise Rejected(413, "too_large", {
+                "attachments": f"Your files are too large: together they can be at most "
+                               f"{max(1, limit // (1024 * 1024))} MB. Please choose fewer or "
+                               "smaller files."})
+        return chunk
+
+    @staticmethod
+    def _name(part: BodyPartReader) -> str:
+        with warnings.catch_warnings():
+            # A malformed Content-Disposition makes aiohttp warn and return None.
+            warnings.simplefilter("ignore", BadContentDispositionHeader)
+            warnings.simplefilter("ignore", BadContentDispositionParam)
+            name = part.name
+        if not name or len(name) > MAX_FIELD_NAME:
+            raise Rejected(400, "malformed")
+        return name
+
+    @staticmethod
+    def _filename(part: BodyPartReader) -> str | None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", BadContentDispositionHeader)
+            warnings.simplefilter("ignore", BadContentDispositionParam)
+            return part.filename
+
+    # -- sealing ------------------------------------------------------------------------------
+
+    def _ensure_encryptor(self) -> Encryptor:
+        if self._encryptor is None:
+            if self.recipient is None:
+                raise Rejected(400, "invalid", {"recipient": "Choose who should receive your "
+                                                             "report."})
+            self._encryptor = Encryptor(self.recipient.keys)
+            self._upload = self._backend.storage.new_upload()
+        return self._encryptor
+
+    def _write(self, pieces: Iterable[bytes]) -> None:
+        upload = self._upload
+        if upload is None:  # unreachable: created with the encryptor
+            raise RuntimeError("no upload")
+        for piece in pieces:
+            upload.write(piece)
+
+    def seal(self, report: ValidReport, *, extra: Mapping[str, Any] | None = None) -> None:
+        """Write the manifest and the end of the envelope."""
+        encryptor = self._ensure_encryptor()
+        try:
+            self._write(encryptor.finish(kind="report", language=report.language,
+                                         message=report.message, answers=report.answers,
+                                         extra=extra))
+        except EnvelopeError:
+            raise Rejected(400, "invalid", {"message": "Your report is too long to send in one "
+                                                       "go. Please shorten it."}) from None
+
+    async def commit(self, source_id: str | None) -> str:
+        """Make the envelope durable and listed (fsync'd); returns its id."""
+        if self._upload is None or self.recipient is None:
+            raise RuntimeError("seal the envelope first")
+        envelope_id = await self._backend.storage.commit_envelope(
+            self._upload, recipient=self.recipient.id, source_id=source_id)
+        self._committed = True
+        return envelope_id
+
+
+# -- envelopes sealed by the browser --------------------------------------------------------
+
+async def receive_envelope(backend: Backend, content: StreamReader,
+                           recipient: Recipient) -> Upload:
+    """Stream a ready-made envelope into ``tmp/``, checking its structure (no key needed) and
+    that it is sealed to every key of ``recipient``. The caller commits or discards it."""
+    checker = StructureChecker(max_size=backend.config.limits.max_report_bytes)
+    upload = backend.storage.new_upload()
+    try:
+        try:
+            async for chunk in content.iter_chunked(BLOCK):
+                checker.feed(chunk)
+                upload.write(chunk)
+            info = checker.close()
+        except LimitExceeded:
+            raise Rejected(413, "too_large") from None
+        except (EnvelopeError, HttpProcessingError, ConnectionError):
+            raise Rejected(400, "malformed") from None
+        if info.recipients != len(recipient.keys):
+            raise Rejected(400, "wrong_recipients")
+    except BaseException:
+        upload.discard()
+        raise
+    return upload
+
+
+# -- sources (people who can come back with a return code) -----------------------------------
+
+@dataclass(frozen=True, repr=False)
+class NewSource:
+    """A return code and its credentials, before anything is stored."""
+
+    code: Code
+    credentials: SourceCredentials
+
+
+async def prepare_source(backend: Backend) -> NewSource:
+    """Pick an unused return code and run Argon2id on it. Raises ``Busy`` when the Argon2 queue
+    is full; nothing is stored either way."""
+    code = generate_code()
+    while await backend.storage.locator_taken(code.locator):
+        code = generate_code()
+    credentials = await backend.run_argon2(new_credentials, code, backend.config.code_kdf)
+    return NewSource(code, credentials)
+
+
+async def create_source(backend: Backend, source: NewSource, recipient_id: str) -> str:
+    # Two submissions picking the same free 7-digit locator at the same instant would make this
+    # insert fail (UNIQUE) and the submission with it: an error page, nothing half-stored.
+    return await backend.storage.create_source(source.code.locator, source.credentials,
+                                               recipient_id)
