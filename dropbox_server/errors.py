@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "StorageError"]
+__all__ = ["ConfigError", "OnionKeyError", "StorageError", "TorError"]
 
 
 class ConfigError(Exception):
@@ -11,3 +11,12 @@ class ConfigError(Exception):
 
 class StorageError(Exception):
     """The data folder is unusable (permissions, a planted symlink, a newer schema)."""
+
+
+class OnionKeyError(Exception):
+    """An onion service or client-authorisation key is missing, malformed or misplaced."""
+
+
+class TorError(Exception):
+    """Tor could not be started, reached, or made to publish the onion services; the message
+    says what to check (and includes the end of tor's own log when tor itself failed)."""
