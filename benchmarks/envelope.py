@@ -60,6 +60,7 @@ READ_BLOCK = MiB  # dropbox_envelope.streams.BLOCK_SIZE, checked in the worker
 CHUNK = 64 * 1024  # dropbox_envelope.chunks.CHUNK_SIZE, checked in the worker
 PATTERN_BYTES = MiB + 4093  # not a multiple of the read size: each read starts elsewhere
 TARGET_RATIO = 0.7
+BUSY_WARNING = 0.5  # median CPUs used by other processes above which the table gets a warning
 IMPLS = ("baseline", "ours")
 OPS = ("encrypt", "decrypt")
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "envelope.json"
@@ -420,6 +421,14 @@ def print_report(report: dict[str, Any]) -> None:
                     f"{r['size_mib']:.0f} MiB: {r['summary'][op][impl]['peak_rss_mib']:6.1f}"
                     for r in report["sizes"])
                 print(f"  {op:7} {impl:8} {cells}")
+    busy = [entry[impl]["median_others_cpus"] for r in report["sizes"]
+            for entry in r["summary"].values() for impl in IMPLS]
+    busiest = max((b for b in busy if b is not None), default=None)
+    if busiest is not None and busiest > BUSY_WARNING:
+        print()
+        print(f"WARNING: other processes kept up to {busiest:.2f} CPUs busy during these runs; "
+              f"with {report['machine']['cpu_count']} CPUs, ours (which hashes on a second "
+              "thread) was short of a core: ratios are pessimistic, run again when quieter.")
     big = report["sizes"][-1]
     plain = big["size_bytes"]
     env = big["summary"]["encrypt"]["ours"]["envelope_bytes"]
