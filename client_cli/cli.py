@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-from . import decrypt, encrypt, fingerprint, keygen
+from . import decrypt, encrypt, fetch, fingerprint, keygen, reply
 from .errors import EXPECTED_ERRORS, describe_error
 
 __all__ = ["build_parser", "main"]
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (keygen, fingerprint, encrypt, decrypt):
         module.add_parser(subparsers)
+    for online in (fetch, reply):
+        online.register(subparsers)
     return parser
 
 

@@ -10,10 +10,10 @@ path.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import email.utils
 import hashlib
+import io
 import json
 import os
 import re
@@ -198,7 +198,11 @@ class StaffClient:
     # -- the API ------------------------------------------------------------------------------
 
     async def list_envelopes(self) -> list[EnvelopeListing]:
-        doc = await self._get_json("/envelopes")
+        try:
+            doc = await self._get_json("/envelopes")
+        except NotFound:
+            raise NotFound(f"there is no staff API at {self.server_url}; is it the staff API's "
+                           "address (not the public site's)?") from None
         items = doc.get("envelopes")
         if not isinstance(items, list):
             raise ProtocolError("the server's envelope list has no \"envelopes\" array")
@@ -329,7 +333,9 @@ class StaffClient:
             all_headers["Content-Type"] = "application/octet-stream"
         url = URL(self._origin + full, encoded=True)
         try:
-            async with self._session.request(method, url, data=body or None,
+            # A BytesIO, not bytes: aiohttp warns that a large bytes body blocks the loop.
+            async with self._session.request(method, url,
+                                             data=io.BytesIO(body) if body else None,
                                              headers=all_headers,
                                              allow_redirects=False) as resp:
                 await self._raise_for_status(resp)
@@ -337,7 +343,7 @@ class StaffClient:
         except aiohttp.ClientPayloadError as exc:
             raise ServerUnreachable(f"the connection to {self.server_url} broke during the "
                                     f"transfer ({exc}); try again") from None
-        except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             reason = str(exc) or type(exc).__name__
             raise ServerUnreachable(f"cannot reach the server at {self.server_url} "
                                     f"({one_line(reason)}). Check the address, and that Tor "
