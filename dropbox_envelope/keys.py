@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_KDF",
     "TEST_KDF",
     "KdfParams",
+    "KeyFileInfo",
     "PublicKey",
     "RandomSource",
     "SecretKey",
@@ -37,6 +38,7 @@ __all__ = [
     "StaffSecretKey",
     "decode_public_key",
     "fingerprint",
+    "inspect_secret_key",
     "lock_secret_key",
     "unlock_secret_key",
 ]

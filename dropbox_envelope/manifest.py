@@ -70,6 +70,11 @@ class Manifest:
             raise PayloadCorrupted("the manifest is not valid UTF-8 JSON") from exc
         if not isinstance(doc, dict):
             raise PayloadCorrupted("the manifest is not a JSON object")
+        try:
+            # JSON may spell lone surrogates as \ud800 escapes; no valid text contains them.
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadCorrupted("the manifest contains invalid Unicode text") from None
         return cls.from_dict(doc)
 
     @classmethod

@@ -33,7 +33,12 @@ class AttachmentSource:
 
 
 class AttachmentSink(Protocol):
-    """Where :func:`decrypt` puts attachment ``index``'s bytes; ``done`` is called at its end."""
+    """Where :func:`decrypt` puts attachment ``index``'s bytes.
+
+    ``open`` is called once per attachment (also for an empty one) and ``done`` at its end; the
+    sink owns what ``open`` returns and closes it in ``done``. If :func:`decrypt` raises, the
+    caller must close and discard everything the sink opened.
+    """
 
     def open(self, index: int) -> Writable: ...
 

@@ -95,11 +95,13 @@ def tree(folder: Path) -> list[str]:
 
 
 def seal_ascii_manifest(path: Path, recipients: list[Path],
-                        attachments: Sequence[tuple[str, bytes]] = (), **finish: Any) -> Path:
+                        attachments: Sequence[tuple[str, bytes]] = (), *, lenient: bool = False,
+                        **finish: Any) -> Path:
     """:func:`seal`, but the manifest is written as ASCII JSON, as a browser's JSON.stringify
     may: then it can carry lone UTF-16 surrogates ("\\ud83d") that UTF-8 cannot encode, in
     the message, the answers, or attachment names (which the Encryptor itself refuses, so they
-    go in as placeholders and are swapped in the manifest)."""
+    go in as placeholders and are swapped in the manifest). ``lenient`` switches off the
+    Encryptor's own check that a reader would accept the manifest, to craft refused ones."""
     real_names = {f"placeholder-{i}": name for i, (name, _data) in enumerate(attachments)}
 
     def ascii_json(self: Manifest) -> bytes:
@@ -111,6 +113,8 @@ def seal_ascii_manifest(path: Path, recipients: list[Path],
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Manifest, "to_json", ascii_json)
+        if lenient:
+            patch.setattr(Manifest, "from_json", classmethod(lambda cls, _raw: cls("report")))
         return seal(path, recipients,
                     [(f"placeholder-{i}", data) for i, (_name, data) in enumerate(attachments)],
                     **finish)

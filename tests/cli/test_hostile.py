@@ -40,7 +40,6 @@ HOSTILE = [
     '<>:"|?*',
     "-rf",
     ".0.incoming",
-    "\ud800",
 ]
 
 
@@ -94,8 +93,7 @@ def test_hostile_attachment_names_land_inside_the_folder(
 
 def test_hostile_message_answers_and_extra_fields(tmp_path: Path, agency: KeyPair,
                                                   passphrase_file: Path, run: Run) -> None:
-    message = ("hello\x1b]0;pwned\x07 world\r\nsecond\rthird\x9b31m \u202eevil\u202c\ttab"
-               " half an emoji: \ud83d")
+    message = "hello\x1b]0;pwned\x07 world\r\nsecond\rthird\x9b31m \u202eevil\u202c\ttab"
     answers = {"q\x1b[2J": "a\x00b", "nested": {"x": ["\u2028"]}}
     spoof = {"source_id": "FAKE-SOURCE", "sha256": "0" * 64}
     env = seal(tmp_path / "m.srdb", [agency.pub], message=message, answers=answers,
@@ -108,7 +106,7 @@ def test_hostile_message_answers_and_extra_fields(tmp_path: Path, agency: KeyPai
     assert line["source_id"] is None  # the sender cannot pose as the server
 
     raw_json = (out / "m" / "report.json").read_bytes().decode("utf-8")
-    for char in "\x1b\x07\x00\x9b\r\u202e\u2028\ud83d":
+    for char in "\x1b\x07\x00\x9b\r\u202e\u2028":
         assert char not in raw_json
     report = json.loads(raw_json)
     assert report["message"] == message  # escaped, not altered
@@ -119,9 +117,22 @@ def test_hostile_message_answers_and_extra_fields(tmp_path: Path, agency: KeyPai
     assert report["note"] == "kept"  # unknown manifest members are preserved
 
     text = (out / "m" / "report.txt").read_text(encoding="utf-8")
-    for char in "\x1b\x07\x00\x9b\r\u202e\u2028\ud83d":
+    for char in "\x1b\x07\x00\x9b\r\u202e\u2028":
         assert char not in text
-    assert "half an emoji: \\ud83d" in text
     assert "FAKE-SOURCE" not in text.split("Answers")[0]
     assert "hello\\x1b]0;pwned\\x07 world\nsecond\nthird\\x9b31m \\u202eevil" in text
     assert "\ttab" in text  # tabs are harmless and kept
+
+
+def test_lone_surrogates_in_the_manifest_are_refused(tmp_path: Path, agency: KeyPair,
+                                                     passphrase_file: Path, run: Run) -> None:
+    """docs/PROTOCOL.md §4.1: no lone surrogates, even as JSON escapes (a browser's
+    JSON.stringify can produce them). The CLI reports it per file and writes nothing."""
+    env = seal(tmp_path / "inbox" / "half.srdb", [agency.pub], [("\ud800.txt", b"x")],
+               message="half an emoji: \ud83d", lenient=True)
+    out = tmp_path / "out"
+    result = run("decrypt", "--key-file", agency.key, "--passphrase-file", passphrase_file,
+                 "--out", out, env)
+    assert result.code == 1
+    assert "invalid Unicode" in result.err
+    assert not out.exists() or tree(out) == []
