@@ -28,7 +28,7 @@ from yarl import URL
 
 from dropbox_envelope.errors import InvalidKey
 from dropbox_envelope.keys import PublicKey, RandomSource, StaffSecretKey
-from dropbox_envelope.staffauth import sign_request
+from dropbox_envelope.staffauth import API_PREFIX, HEADER_BODY_SHA256, MAX_REPLY_BYTES, sign_request
 
 from .errors import CliError, one_line
 from .keyfiles import unlock_key_file
@@ -52,9 +52,6 @@ __all__ = [
     "load_staff_identity",
 ]
 
-API_PREFIX = "/staff/v1"
-HEADER_BODY_SHA256 = "X-SRDB-Body-SHA256"  # dropbox_server.staff.HEADER_BODY_SHA256
-MAX_REPLY_BYTES = 8 * 1024 * 1024  # dropbox_server.staff.MAX_REPLY_BYTES
 DOWNLOAD_BLOCK = 256 * 1024
 MAX_JSON_BYTES = 16 * 1024 * 1024
 MAX_ERROR_CHARS = 300

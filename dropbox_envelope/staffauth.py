@@ -27,7 +27,10 @@ from .errors import EnvelopeError, InvalidKey
 from .keys import RandomSource, StaffPublicKey, StaffSecretKey
 
 __all__ = [
+    "API_PREFIX",
     "EMPTY_BODY_SHA256",
+    "HEADER_BODY_SHA256",
+    "MAX_REPLY_BYTES",
     "BadSignature",
     "NonceCache",
     "SignedHeaders",
@@ -43,6 +46,11 @@ HEADER_KEY = "X-SRDB-Key"
 HEADER_TIMESTAMP = "X-SRDB-Timestamp"
 HEADER_NONCE = "X-SRDB-Nonce"
 HEADER_SIGNATURE = "X-SRDB-Signature"
+HEADER_BODY_SHA256 = "X-SRDB-Body-SHA256"
+"""Declared SHA-256 (hex) of a streamed request body; covered by the signature."""
+API_PREFIX = "/staff/v1"
+MAX_REPLY_BYTES = 8 * 1024 * 1024
+"""A reply is text and perhaps a document or two; sources read it in Tor Browser."""
 
 
 class BadSignature(EnvelopeError):

@@ -10,7 +10,7 @@ from . import public, staff
 from .appkeys import BACKEND, CONFIG, STAFF_APP
 from .backend import Backend
 from .config import Config
-from .middlewares import error_middleware, install_security_headers, methods_middleware
+from .middlewares import install_security_headers, make_error_middleware, methods_middleware
 
 __all__ = ["create_app"]
 
@@ -31,7 +31,7 @@ def create_app(config: Config, *, backend: Backend | None = None) -> web.Applica
     """The public reporting site. The staff API is ``app[STAFF_APP]``, sharing one Backend;
     serve each on its own port (and onion service)."""
     backend = backend or Backend(config)
-    app = web.Application(middlewares=[methods_middleware, error_middleware],
+    app = web.Application(middlewares=[methods_middleware, make_error_middleware(api=False)],
                           client_max_size=CLIENT_MAX_SIZE)
     app[CONFIG] = config
     app[BACKEND] = backend
@@ -43,7 +43,8 @@ def create_app(config: Config, *, backend: Backend | None = None) -> web.Applica
 
 
 def create_staff_app(config: Config, backend: Backend) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=CLIENT_MAX_SIZE)
+    app = web.Application(middlewares=[make_error_middleware(api=True)],
+                          client_max_size=CLIENT_MAX_SIZE)
     app[CONFIG] = config
     app[BACKEND] = backend
     app.cleanup_ctx.append(_backend_ctx(backend))

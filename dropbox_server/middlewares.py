@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-__all__ = ["error_middleware", "methods_middleware", "security_headers"]
+__all__ = ["install_security_headers", "make_error_middleware", "methods_middleware"]
 
 log = logging.getLogger("dropbox_server")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -55,20 +55,28 @@ async def methods_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except Exception as exc:  # the last line of defence
-        # Log the kind of failure and where, never the request or the exception text (which may
-        # quote user input).
-        route = request.match_info.route.name or request.match_info.route.resource
-        log.error("internal error %s in %s", type(exc).__name__, route)
-        raise web.HTTPInternalServerError(
-            text="Something went wrong on our side. Your report was not saved; please try again.",
-        ) from None
+def make_error_middleware(*, api: bool) -> Callable[[web.Request, Handler],
+                                                     Awaitable[web.StreamResponse]]:
+    """The last line of defence: a generic 500 (a page, or JSON for the staff API)."""
 
+    @web.middleware
+    async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            # Log the kind of failure and where, never the request or the exception text
+            # (which may quote user input).
+            route = request.match_info.route.name or request.match_info.route.resource
+            log.error("internal error %s in %s", type(exc).__name__, route)
+            if api:
+                raise web.HTTPInternalServerError(
+                    text='{"error": "internal server error"}',
+                    content_type="application/json") from None
+            raise web.HTTPInternalServerError(
+                text="Something went wrong on our side. Your report was not saved; "
+                     "please try again.") from None
 
-security_headers = install_security_headers
+    return error_middleware
+

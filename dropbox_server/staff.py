@@ -32,7 +32,14 @@ from aiohttp import web
 from dropbox_envelope.envelope import StructureChecker
 from dropbox_envelope.errors import EnvelopeError, LimitExceeded
 from dropbox_envelope.header import STANZA_X25519
-from dropbox_envelope.staffauth import EMPTY_BODY_SHA256, BadSignature, verify_request
+from dropbox_envelope.staffauth import (
+    API_PREFIX,
+    EMPTY_BODY_SHA256,
+    HEADER_BODY_SHA256,
+    MAX_REPLY_BYTES,
+    BadSignature,
+    verify_request,
+)
 
 from .appkeys import BACKEND
 from .backend import Backend
@@ -47,12 +54,7 @@ __all__ = [
     "setup_routes",
 ]
 
-PREFIX = "/staff/v1"
-HEADER_BODY_SHA256 = "X-SRDB-Body-SHA256"
-"""Declared SHA-256 (hex) of a request body; covered by the signature. Absent = empty body."""
-
-MAX_REPLY_BYTES = 8 * 1024 * 1024
-"""A reply is text and perhaps a document or two; sources read it in Tor Browser."""
+PREFIX = API_PREFIX
 
 STAFF_NAME = web.RequestKey("staff_name", str)
 """The staff member whose key signed the request (set by the signature middleware)."""
