@@ -46,6 +46,7 @@ MAX_FIELD_NAME = 100
 MAX_SMALL_FIELD = 256  # csrf, recipient, language
 # Bidirectional controls can make "photo_gpj.exe" display as "photo_exe.jpg".
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+_BAD_NAME = "A file name is not valid. Rename the file and choose it again."
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -81,7 +82,7 @@ def filename_problem(name: str) -> str | None:
     if len(name) > MAX_NAME_CHARS:
         return f"A file name is too long (at most {MAX_NAME_CHARS} characters). Rename the file."
     if "/" in name or "\\" in name or name.strip() in ("", ".", ".."):
-        return "A file name is not valid. Rename the file and choose it again."
+        return _BAD_NAME
     for ch in name:
         if unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS:
             return "A file name contains hidden characters. Rename the file and choose it again."
@@ -191,7 +192,11 @@ class FormReader:
                 "attachments": f"You can send at most {self._backend.config.limits.max_files} "
                                "files with one report."})
         encryptor = self._ensure_encryptor()
-        encryptor.begin_attachment(filename, _media_type(part.headers.get(hdrs.CONTENT_TYPE)))
+        try:
+            encryptor.begin_attachment(filename,
+                                       _media_type(part.headers.get(hdrs.CONTENT_TYPE)))
+        except ValueError:
+            raise Rejected(400, "invalid", {"attachments": _BAD_NAME}) from None
         while chunk := await self._read_chunk(part):
             self._write(encryptor.write(chunk))
         self._write(encryptor.end_attachment())
