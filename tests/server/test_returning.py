@@ -69,6 +69,7 @@ async def test_right_code_opens_the_conversation(client: Client) -> None:
     assert page.status == 200
     assert "There are no replies yet" in html
     assert "Labour Inspectors" in html
+    assert 'href="/conversation"' in await (await client.get("/")).text()
 
 
 @pytest.mark.parametrize("make_bad, message, hashed", [
