@@ -6,6 +6,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 __all__ = ["install_security_headers", "make_error_middleware", "methods_middleware"]
 
@@ -55,8 +56,7 @@ async def methods_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
-def make_error_middleware(*, api: bool) -> Callable[[web.Request, Handler],
-                                                     Awaitable[web.StreamResponse]]:
+def make_error_middleware(*, api: bool) -> Middleware:
     """The last line of defence: a generic 500 (a page, or JSON for the staff API)."""
 
     @web.middleware
