@@ -32,7 +32,6 @@ from .submission import (
     BLOCK,
     FormReader,
     Rejected,
-    create_source,
     prepare_source,
     receive_envelope,
     upload_slot,
@@ -204,9 +203,7 @@ async def report_submit(request: web.Request) -> web.Response:
                 report = _validate(backend, form)
                 form.seal(report, extra={"questionnaire": backend.questionnaire.id,
                                          "triage": triage(backend.questionnaire, report.answers)})
-                assert form.recipient is not None  # noqa: S101 - _validate checked it
-                source_id = await create_source(backend, source, form.recipient.id)
-                await form.commit(source_id)
+                await form.commit(new_source=source)
     except Busy:
         return _problem(request, "busy", 503)
     except Rejected as exc:
@@ -459,13 +456,10 @@ async def submit_envelope(request: web.Request) -> web.Response:
             source = None if session is not None else await prepare_source(backend)
             upload = await receive_envelope(backend, request.content, recipient)
             try:
-                if source is not None:
-                    source_id = await create_source(backend, source, recipient.id)
-                else:
-                    assert session is not None  # noqa: S101
-                    source_id = session.source_id
-                await backend.storage.commit_envelope(upload, recipient=recipient.id,
-                                                      source_id=source_id)
+                await backend.storage.commit_envelope(
+                    upload, recipient=recipient.id,
+                    source_id=None if session is None else session.source_id,
+                    new_source=None if source is None else source.row)
             except BaseException:
                 upload.discard()
                 raise

@@ -247,20 +247,34 @@ class Storage:
         return final
 
     async def commit_envelope(self, upload: Upload, *, recipient: str,
-                              source_id: str | None) -> str:
-        """Make an uploaded envelope durable and listed; returns its id."""
+                              source_id: str | None = None,
+                              new_source: tuple[str, SourceCredentials] | None = None
+                              ) -> tuple[str, str | None]:
+        """Make an uploaded envelope durable and listed; returns (envelope id, source id).
+
+        With ``new_source`` (locator, credentials) the source is created in the same
+        transaction, so a failure never leaves a source without its first report.
+        """
         envelope_id = new_id()
         final = await self._place(upload, self.envelopes_dir, envelope_id)
         try:
             async with self._write_lock:
-                await self.db.execute(
-                    "INSERT INTO envelopes (id, source_id, recipient, day, size, sha256) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (envelope_id, source_id, recipient, today(), upload.size, upload.sha256))
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    if new_source is not None:
+                        source_id = await self._insert_source(*new_source, recipient)
+                    await self.db.execute(
+                        "INSERT INTO envelopes (id, source_id, recipient, day, size, sha256) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (envelope_id, source_id, recipient, today(), upload.size, upload.sha256))
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
         except BaseException:
             final.unlink(missing_ok=True)
             raise
-        return envelope_id
+        return envelope_id, source_id
 
     async def commit_reply(self, upload: Upload, *, source_id: str) -> str:
         reply_id = new_id()
@@ -278,13 +292,17 @@ class Storage:
     # -- sources ------------------------------------------------------------------------------
 
     async def create_source(self, locator: str, creds: SourceCredentials, recipient: str) -> str:
-        source_id = new_id()
         async with self._write_lock:
-            await self.db.execute(
-                "INSERT INTO sources (id, locator, salt, opslimit, memlimit, verifier, "
-                "public_key, recipient, created_day) VALUES (?,?,?,?,?,?,?,?,?)",
-                (source_id, locator, creds.salt, creds.params.opslimit, creds.params.memlimit,
-                 creds.verifier, creds.public_key.encode(), recipient, today()))
+            return await self._insert_source(locator, creds, recipient)
+
+    async def _insert_source(self, locator: str, creds: SourceCredentials,
+                             recipient: str) -> str:
+        source_id = new_id()
+        await self.db.execute(
+            "INSERT INTO sources (id, locator, salt, opslimit, memlimit, verifier, "
+            "public_key, recipient, created_day) VALUES (?,?,?,?,?,?,?,?,?)",
+            (source_id, locator, creds.salt, creds.params.opslimit, creds.params.memlimit,
+             creds.verifier, creds.public_key.encode(), recipient, today()))
         return source_id
 
     async def locator_taken(self, locator: str) -> bool:

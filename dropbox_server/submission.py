@@ -35,7 +35,6 @@ __all__ = [
     "FormReader",
     "NewSource",
     "Rejected",
-    "create_source",
     "prepare_source",
     "receive_envelope",
     "upload_slot",
@@ -291,12 +290,15 @@ class FormReader:
             raise Rejected(400, "invalid", {"message": "Your report is too long to send in one "
                                                        "go. Please shorten it."}) from None
 
-    async def commit(self, source_id: str | None) -> str:
-        """Make the envelope durable and listed (fsync'd); returns its id."""
+    async def commit(self, source_id: str | None = None,
+                     new_source: NewSource | None = None) -> str:
+        """Make the envelope durable and listed (fsync'd), creating ``new_source`` in the same
+        transaction; returns the envelope's id."""
         if self._upload is None or self.recipient is None:
             raise RuntimeError("seal the envelope first")
-        envelope_id = await self._backend.storage.commit_envelope(
-            self._upload, recipient=self.recipient.id, source_id=source_id)
+        envelope_id, _source_id = await self._backend.storage.commit_envelope(
+            self._upload, recipient=self.recipient.id, source_id=source_id,
+            new_source=None if new_source is None else new_source.row)
         self._committed = True
         return envelope_id
 
@@ -336,6 +338,11 @@ class NewSource:
     code: Code
     credentials: SourceCredentials
 
+    @property
+    def row(self) -> tuple[str, SourceCredentials]:
+        """What :meth:`Storage.commit_envelope` stores: the locator and the credentials."""
+        return self.code.locator, self.credentials
+
 
 async def prepare_source(backend: Backend) -> NewSource:
     """Pick an unused return code and run Argon2id on it. Raises ``Busy`` when the Argon2 queue
@@ -346,9 +353,3 @@ async def prepare_source(backend: Backend) -> NewSource:
     credentials = await backend.run_argon2(new_credentials, code, backend.config.code_kdf)
     return NewSource(code, credentials)
 
-
-async def create_source(backend: Backend, source: NewSource, recipient_id: str) -> str:
-    # Two submissions picking the same free 7-digit locator at the same instant would make this
-    # insert fail (UNIQUE) and the submission with it: an error page, nothing half-stored.
-    return await backend.storage.create_source(source.code.locator, source.credentials,
-                                               recipient_id)

@@ -108,7 +108,9 @@ async def commit_envelope(storage: Storage, data: bytes, *,
     """Store an envelope the way the public site does (upload, then commit)."""
     upload = storage.new_upload()
     upload.write(data)
-    return await storage.commit_envelope(upload, recipient=RECIPIENT, source_id=source_id)
+    envelope_id, _source = await storage.commit_envelope(upload, recipient=RECIPIENT,
+                                                         source_id=source_id)
+    return envelope_id
 
 
 async def create_source(storage: Storage) -> tuple[str, SecretKey]:
