@@ -362,12 +362,18 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         base, ours = entry["baseline"], entry["ours"]
         entry["ratio"] = ours["median_mb_per_s"] / base["median_mb_per_s"]
         # Each ours run against the baseline run just before it: less sensitive to slow drift.
-        pairs = [o["mb_per_s"] / b["mb_per_s"]
-                 for b, o in zip((r for r in runs if r["op"] == op and r["impl"] == "baseline"),
-                                 (r for r in runs if r["op"] == op and r["impl"] == "ours"),
-                                 strict=True)]
+        zipped = list(zip((r for r in runs if r["op"] == op and r["impl"] == "baseline"),
+                          (r for r in runs if r["op"] == op and r["impl"] == "ours"),
+                          strict=True))
+        pairs = [o["mb_per_s"] / b["mb_per_s"] for b, o in zipped]
         entry["paired_ratios"] = pairs
         entry["paired_ratio_median"] = statistics.median(pairs)
+        # Only the pairs during which other processes left a core free (for both runs).
+        quiet = [o["mb_per_s"] / b["mb_per_s"] for b, o in zipped
+                 if max(b["others_cpus"] or 0.0, o["others_cpus"] or 0.0) < BUSY_WARNING
+                 and b["others_cpus"] is not None and o["others_cpus"] is not None]
+        entry["quiet_paired_ratios"] = quiet
+        entry["quiet_paired_ratio_median"] = statistics.median(quiet) if quiet else None
         entry["meets_target"] = entry["ratio"] >= TARGET_RATIO
         out[op] = entry
     return out
@@ -406,11 +412,16 @@ def print_report(report: dict[str, Any]) -> None:
                 label = ""
     print()
     print(f"ratio = ours / baseline median MB/s (target >= {TARGET_RATIO}x); paired = median of "
-          "per-repetition ratios:")
+          "per-repetition ratios;")
+    print(f"quiet pairs = the same over repetitions where other processes used < {BUSY_WARNING} "
+          "CPU:")
     for result in report["sizes"]:
         summary = result["summary"]
         print(f"  {result['size_mib']:.0f} MiB: " + ", ".join(
-            f"{op} {summary[op]['ratio']:.2f}x (paired {summary[op]['paired_ratio_median']:.2f}x)"
+            f"{op} {summary[op]['ratio']:.2f}x (paired {summary[op]['paired_ratio_median']:.2f}x"
+            + ("" if summary[op]["quiet_paired_ratio_median"] is None else
+               f", quiet pairs {summary[op]['quiet_paired_ratio_median']:.2f}x "
+               f"of {len(summary[op]['quiet_paired_ratios'])}") + ")"
             for op in OPS))
     if len(report["sizes"]) > 1:
         print()
