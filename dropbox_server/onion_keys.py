@@ -43,6 +43,7 @@ __all__ = [
     "OnionKeyStore",
     "OnionServiceKey",
     "ServiceName",
+    "encode_client_auth_public",
     "onion_address",
     "parse_client_auth_public",
     "parse_client_auth_secret",
@@ -191,11 +192,11 @@ class ClientAuthKey:
 
     def service_line(self) -> str:
         """What the service keeps: tor's ``authorized_clients/NAME.auth`` line."""
-        return "descriptor:x25519:" + _b32encode(self.public)
+        return "descriptor:x25519:" + encode_client_auth_public(self.public)
 
     def public_b32(self) -> str:
         """The ``ClientAuthV3=`` argument of ``ADD_ONION``."""
-        return _b32encode(self.public)
+        return encode_client_auth_public(self.public)
 
     def auth_private_line(self, address: str) -> str:
         """For ``ClientOnionAuthDir/NAME.auth_private`` and Tor Browser's key prompt."""
@@ -205,6 +206,13 @@ class ClientAuthKey:
     def control_key(self) -> str:
         """The key argument of ``ONION_CLIENT_AUTH_ADD``: ``x25519:<base64>``."""
         return "x25519:" + base64.b64encode(self.secret).decode("ascii")
+
+
+def encode_client_auth_public(public: bytes) -> str:
+    """Base32 form of an x25519 public key (``ClientAuthV3=`` of ``ADD_ONION``)."""
+    if len(public) != 32:
+        raise OnionKeyError("an x25519 public key is 32 bytes")
+    return _b32encode(public)
 
 
 def parse_client_auth_public(text: str) -> bytes:

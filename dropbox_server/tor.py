@@ -1,0 +1,487 @@
+"""Publishing the public site and the staff API as two v3 onion services, through tor (stem).
+
+Either connects to a running tor (``--tor-control``: its ControlPort ``HOST:PORT`` or its
+ControlSocket path, cookie authentication) or launches a tor of its own, the way OnionShare does:
+a private DataDirectory ``DATA/tor`` (mode 0700), a control socket inside it, no SocksPort, and
+``__OwningControllerProcess`` + ``TAKEOWNERSHIP`` so that tor exits when this server's control
+connection closes, however the server ends.
+
+Both services are ephemeral (``ADD_ONION``) but use the persistent keys of
+:class:`~dropbox_server.onion_keys.OnionKeyStore`, so the addresses survive restarts, and they
+vanish from the network as soon as the server (its control connection) goes away.
+
+* public: proof-of-work DoS defence (``PoWDefensesEnabled=1``), stream limits per circuit.
+* staff: the same, plus v3 client authorisation with one x25519 key per staff member
+  (``ClientAuthV3=`` per key): without a listed key a client cannot even decrypt the descriptor.
+  With no staff keys at all the staff service is not published.
+
+Not available through ``ADD_ONION`` (only in a torrc, see torrc.example):
+``HiddenServiceEnableIntroDoSDefense`` (rate limits enforced by the introduction points).
+
+stem's calls have no timeouts, so every one runs in a worker thread under our own deadline.
+Nothing here logs circuits, timings or client addresses; tor keeps ``SafeLogging 1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import stem
+import stem.connection
+import stem.control
+
+from .errors import OnionKeyError, TorError
+from .onion_keys import OnionKeyStore, OnionServiceKey, ServiceName, encode_client_auth_public
+
+__all__ = ["OnionPublisher", "Published", "TorOptions", "find_tor_binary"]
+
+log = logging.getLogger("dropbox_server.tor")
+# stem logs control traffic at debug/trace levels; keep it quiet whatever the root level is.
+logging.getLogger("stem").setLevel(logging.WARNING)
+
+T = TypeVar("T")
+
+INSTALL_HINT = ("install it with `sudo apt install tor` (Debian/Ubuntu), or point the server at "
+                "a running tor with --tor-control HOST:PORT|SOCKET, or use --dev to try it "
+                "locally without Tor")
+ONION_PORT = 80
+#: Concurrent streams per rendezvous circuit; beyond that tor closes the circuit. A browser
+#: needs a handful; staff clients one or two.
+MAX_STREAMS = {"public": 32, "staff": 8}
+#: Proof-of-work queue (tor's defaults: 250 requests/s, burst 2500).
+POW_QUEUE_RATE = 250
+POW_QUEUE_BURST = 2500
+CALL_TIMEOUT = 30.0
+#: After the last HSDir upload was answered, wait this long for the second descriptor's uploads.
+UPLOAD_QUIET = 1.0
+STOP_GRACE = 10.0
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux
+
+
+@dataclass(frozen=True)
+class TorOptions:
+    """How ``dropbox-server run --tor`` reaches tor."""
+
+    control: str | None = None
+    """A running tor's ControlPort (``HOST:PORT`` or ``PORT``) or ControlSocket path; None
+    launches a tor of our own."""
+    extra_config: Path | None = None
+    """Torrc lines appended to the launched tor's configuration (private test networks)."""
+    tor_binary: str | None = None
+    bootstrap_timeout: float = 300.0
+    publish_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Published:
+    """What is on the network: addresses (``….onion``) and the staff names with a key."""
+
+    public: str
+    staff: str | None
+    staff_clients: tuple[str, ...] = field(default=())
+
+
+def find_tor_binary(explicit: str | None = None) -> str:
+    if explicit:
+        if not (os.path.isfile(explicit) and os.access(explicit, os.X_OK)):
+            raise TorError(f"tor binary {explicit} is not an executable file")
+        return explicit
+    # Debian installs tor as /usr/sbin/tor, outside a normal user's PATH.
+    found = shutil.which("tor") or shutil.which("tor", path="/usr/local/sbin:/usr/sbin:/sbin")
+    if found is None:
+        raise TorError(f"the `tor` program was not found; {INSTALL_HINT}")
+    return found
+
+
+def _torrc_value(value: str) -> str:
+    # Torrc values with spaces or quotes need a quoted string (C-style escapes).
+    if re.fullmatch(r"[A-Za-z0-9_./:@+=,-]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+class _LaunchedTor:
+    """A tor process of our own, with its private DataDirectory."""
+
+    def __init__(self, data_dir: Path, options: TorOptions) -> None:
+        self.dir = data_dir / "tor"
+        self.options = options
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.control_socket = self.dir / "control.sock"
+        self.control_port_file = self.dir / "control.port"
+
+    @property
+    def notice_log(self) -> Path:
+        return self.dir / "notice.log"
+
+    def start(self) -> None:
+        binary = find_tor_binary(self.options.tor_binary)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.dir.is_symlink() or not self.dir.is_dir():
+            raise TorError(f"{self.dir} is not a folder")
+        os.chmod(self.dir, 0o700)  # tor refuses a DataDirectory others can read
+        for stale in (self.control_socket, self.control_port_file):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        lines = [
+            "# Written by dropbox-server at each start; edits here are overwritten.",
+            f"DataDirectory {_torrc_value(str(self.dir))}",
+            "SocksPort 0",
+            "RunAsDaemon 0",
+            "ClientOnly 1",
+            "CookieAuthentication 1",
+            "SafeLogging 1",
+            f"Log notice file {_torrc_value(str(self.notice_log))}",
+        ]
+        if len(str(self.control_socket)) <= _SOCKET_PATH_MAX:
+            lines += [f"ControlSocket {_torrc_value(str(self.control_socket))}",
+                      "ControlSocketsGroupWritable 0"]
+        else:  # too long for a unix socket: a kernel-chosen loopback port (cookie still needed)
+            lines += ["ControlPort 127.0.0.1:auto",
+                      f"ControlPortWriteToFile {_torrc_value(str(self.control_port_file))}"]
+        if self.options.extra_config is not None:
+            try:
+                extra = self.options.extra_config.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise TorError(f"--tor-extra-config {self.options.extra_config}: "
+                               f"{exc.strerror}") from None
+            lines += ["# --tor-extra-config " + str(self.options.extra_config), extra]
+        torrc = self.dir / "torrc"
+        torrc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        with (self.dir / "stdout.log").open("wb") as stdout:
+            try:
+                self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own torrc
+                    [binary, "-f", str(torrc), "--defaults-torrc", os.devnull,
+                     # Tor exits if this PID dies before we take ownership over the control
+                     # connection (after that, when the connection closes).
+                     "__OwningControllerProcess", str(os.getpid())],
+                    stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.STDOUT,
+                    # Its own session: Ctrl-C in the operator's terminal reaches only us, and we
+                    # stop tor after withdrawing the services.
+                    start_new_session=True)
+            except OSError as exc:
+                raise TorError(f"cannot start {binary}: {exc.strerror}") from None
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def failure(self, what: str) -> TorError:
+        code = self.exited()
+        status = f"tor exited with status {code}" if code is not None else "tor is running"
+        tail = _log_tail(self.dir / "stdout.log") or _log_tail(self.notice_log)
+        return TorError(f"{what} ({status}); end of {self.dir}/stdout.log:\n{tail}"
+                        if tail else f"{what} ({status})")
+
+    def connect(self) -> stem.control.Controller:
+        """One connection attempt; raises stem.SocketError until tor listens."""
+        if self.control_socket.exists():
+            return stem.control.Controller.from_socket_file(str(self.control_socket))
+        if self.control_port_file.exists():
+            text = self.control_port_file.read_text(encoding="ascii").strip()
+            host, _, port = text.removeprefix("PORT=").rpartition(":")
+            if port.isdigit():
+                return stem.control.Controller.from_port(host, int(port))
+        raise stem.SocketError("tor's control socket is not there yet")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_GRACE)
+
+
+@dataclass
+class _Uploads:
+    """HS_DESC upload bookkeeping for one service."""
+
+    started: int = 0
+    uploaded: int = 0
+    failed: int = 0
+    last_event: float = 0.0
+
+    def done(self, now: float) -> bool:
+        # Every upload answered, at least one accepted, and no new upload for a moment: tor
+        # uploads two descriptors (this and the next time period), not necessarily at once.
+        return (self.uploaded > 0 and self.uploaded + self.failed >= self.started and
+                now - self.last_event >= UPLOAD_QUIET)
+
+
+class OnionPublisher:
+    """Owns the control connection (and the launched tor, if any) while the services live.
+
+    ``await open()`` early (tor bootstraps while the web server starts), then
+    ``await publish(public_port, staff_port)``; ``lost`` is set if tor goes away; ``close()``.
+    """
+
+    def __init__(self, data_dir: Path, options: TorOptions, *,
+                 say: Callable[[str], None] = print) -> None:
+        self.data_dir = data_dir
+        self.options = options
+        self.store = OnionKeyStore(data_dir)
+        self.say = say
+        self.lost = asyncio.Event()
+        self._controller: stem.control.Controller | None = None
+        self._launched: _LaunchedTor | None = None
+        self._uploads: dict[str, _Uploads] = {}
+        self._services: dict[ServiceName, str] = {}
+        self._ports: dict[ServiceName, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------------- plumbing
+    async def _call(self, fn: Callable[..., T], *args: Any,
+                    timeout: float = CALL_TIMEOUT, what: str = "tor") -> T:
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout)
+        except TimeoutError:
+            raise TorError(f"{what}: no answer from tor's control port within "
+                           f"{timeout:.0f} s") from None
+        except stem.ControllerError as exc:
+            raise TorError(f"{what}: {exc}") from None
+
+    @property
+    def controller(self) -> stem.control.Controller:
+        if self._controller is None:
+            raise TorError("not connected to tor")
+        return self._controller
+
+    # ------------------------------------------------------------------------- connect
+    async def open(self) -> None:
+        """Connect to (or launch) tor and wait until it has bootstrapped."""
+        self._loop = asyncio.get_running_loop()
+        if self.options.control:
+            self._controller = await self._connect_external(self.options.control)
+        else:
+            self._launched = _LaunchedTor(self.data_dir, self.options)
+            self._launched.start()
+            self.say("tor: started its own tor (data in "
+                     f"{self._launched.dir}); connecting to the Tor network...")
+            self._controller = await self._connect_launched(self._launched)
+        self.controller.add_status_listener(self._on_status)
+        await self._wait_bootstrapped()
+
+    async def _authenticate(self, controller: stem.control.Controller, where: str) -> None:
+        try:
+            await self._call(controller.authenticate, what=f"authenticating to {where}")
+        except (stem.connection.AuthenticationFailure, TorError) as exc:
+            controller.close()
+            raise TorError(f"cannot authenticate to tor's control port {where}: {exc}; "
+                           "cookie authentication needs read access to tor's cookie file "
+                           "(e.g. membership of the debian-tor group)") from None
+
+    async def _connect_external(self, spec: str) -> stem.control.Controller:
+        def connect() -> stem.control.Controller:
+            if "/" in spec:
+                return stem.control.Controller.from_socket_file(spec)
+            host, _, port = spec.rpartition(":")
+            if not port.isdigit():
+                raise TorError(f"--tor-control {spec!r}: expected HOST:PORT, PORT or a "
+                               "socket path")
+            return stem.control.Controller.from_port(host or "127.0.0.1", int(port))
+        try:
+            controller = await asyncio.wait_for(asyncio.to_thread(connect), 15)
+        except TimeoutError:
+            raise TorError(f"no answer from tor's control port at {spec} within 15 s") from None
+        except stem.SocketError as exc:
+            raise TorError(f"cannot reach tor's control port at {spec} ({exc}); is tor "
+                           "running with ControlPort/ControlSocket and CookieAuthentication "
+                           "1?") from None
+        await self._authenticate(controller, spec)
+        return controller
+
+    async def _connect_launched(self, launched: _LaunchedTor) -> stem.control.Controller:
+        deadline = time.monotonic() + 60
+        while True:
+            if launched.exited() is not None:
+                raise launched.failure("tor stopped right after start")
+            try:
+                controller = await asyncio.wait_for(asyncio.to_thread(launched.connect), 15)
+                break
+            except (stem.SocketError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise launched.failure("tor opened no control socket within 60 s") \
+                        from None
+                await asyncio.sleep(0.2)
+        await self._authenticate(controller, str(launched.control_socket))
+        return controller
+
+    def _on_status(self, _controller: object, state: object, _timestamp: float) -> None:
+        # Called from stem's thread when the control connection closes (tor exited).
+        if state == stem.control.State.CLOSED and not self._closing and self._loop:
+            self._loop.call_soon_threadsafe(self.lost.set)
+
+    async def _wait_bootstrapped(self) -> None:
+        timeout = self.options.bootstrap_timeout
+        deadline = time.monotonic() + timeout
+        last_tag = ""
+        while True:
+            if self._launched and self._launched.exited() is not None:
+                raise self._launched.failure("tor exited while connecting to the network")
+            phase = await self._call(self.controller.get_info, "status/bootstrap-phase",
+                                     what="reading tor's bootstrap status")
+            progress = re.search(r"PROGRESS=(\d+)", phase)
+            tag = re.search(r"TAG=(\S+)", phase)
+            if progress and int(progress.group(1)) >= 100:
+                return
+            if tag and tag.group(1) != last_tag and progress:
+                last_tag = tag.group(1)
+                self.say(f"tor: bootstrapped {progress.group(1)}% ({last_tag})")
+            if time.monotonic() > deadline:
+                message = (f"tor did not connect to the Tor network within {timeout:.0f} s "
+                           f"(last status: {phase}); check the network, or whether Tor is "
+                           "blocked here (bridges)")
+                raise self._launched.failure(message) if self._launched else TorError(message)
+            await asyncio.sleep(0.5)
+
+    # ------------------------------------------------------------------------- publish
+    def _on_hs_desc(self, event: Any) -> None:
+        # stem's event thread -> the loop's thread.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._record_upload, str(event.action),
+                                            str(event.address))
+
+    def _record_upload(self, action: str, address: str) -> None:
+        uploads = self._uploads.get(address)
+        if uploads is None:
+            return
+        if action == "UPLOAD":
+            uploads.started += 1
+            uploads.last_event = time.monotonic()
+        elif action == "UPLOADED":
+            uploads.uploaded += 1
+        elif action == "FAILED":
+            uploads.failed += 1
+
+    def _add_onion_command(self, which: ServiceName, key: OnionServiceKey, port: int,
+                           clients: dict[str, bytes]) -> str:
+        parts = ["ADD_ONION", key.add_onion_key()]
+        flags = ["MaxStreamsCloseCircuit"]
+        if clients:
+            flags.append("V3Auth")
+        parts += [f"Flags={','.join(flags)}", f"MaxStreams={MAX_STREAMS[which]}",
+                  "PoWDefensesEnabled=1", f"PoWQueueRate={POW_QUEUE_RATE}",
+                  f"PoWQueueBurst={POW_QUEUE_BURST}", f"Port={ONION_PORT},127.0.0.1:{port}"]
+        parts += [f"ClientAuthV3={encode_client_auth_public(public)}"
+                  for public in clients.values()]
+        return " ".join(parts)
+
+    async def _add_onion(self, which: ServiceName, key: OnionServiceKey, port: int,
+                         clients: dict[str, bytes]) -> None:
+        command = self._add_onion_command(which, key, port, clients)
+        reply = await self._call(self.controller.msg, command, what=f"publishing the {which} "
+                                 "onion service")
+        if not reply.is_ok():
+            text = str(reply)
+            hint = ""
+            if "collision" in text.lower():
+                hint = " (is another dropbox-server already publishing it through this tor?)"
+            elif "PoW" in text or "Unrecognized" in text:
+                hint = " (tor 0.4.8 or newer is needed for proof-of-work defences)"
+            raise TorError(f"tor refused the {which} onion service: {text}{hint}")
+        service_id = next((line.split("=", 1)[1] for line in str(reply).splitlines()
+                           if line.startswith("ServiceID=")), "")
+        if service_id != key.service_id:
+            raise TorError(f"tor published the {which} service under an unexpected address")
+        self._services[which] = service_id
+
+    async def publish(self, public_port: int, staff_port: int) -> Published:
+        """Publish both services and wait until their descriptors are on the HSDirs."""
+        try:
+            public_key = self.store.load_or_create("public")
+            staff_key = self.store.load_or_create("staff")
+            clients = self.store.clients()
+        except OnionKeyError as exc:
+            raise TorError(str(exc)) from None
+        self._ports = {"public": public_port, "staff": staff_port}
+        wanted: list[tuple[ServiceName, OnionServiceKey, int, dict[str, bytes]]] = [
+            ("public", public_key, public_port, {})]
+        if clients:
+            wanted.append(("staff", staff_key, staff_port, clients))
+        await self._publish(wanted)
+        return Published(public=public_key.address,
+                         staff=staff_key.address if clients else None,
+                         staff_clients=tuple(clients))
+
+    async def _publish(self, wanted: list[tuple[ServiceName, OnionServiceKey, int,
+                                                dict[str, bytes]]]) -> None:
+        self._uploads = {key.service_id: _Uploads() for _, key, _, _ in wanted}
+        await self._call(self.controller.add_event_listener, self._on_hs_desc,
+                         stem.control.EventType.HS_DESC, what="subscribing to HS_DESC events")
+        try:
+            for which, key, port, clients in wanted:
+                await self._add_onion(which, key, port, clients)
+            await self._wait_uploaded()
+        finally:
+            with contextlib.suppress(TorError):
+                await self._call(self.controller.remove_event_listener, self._on_hs_desc)
+
+    async def _wait_uploaded(self) -> None:
+        timeout = self.options.publish_timeout
+        deadline = time.monotonic() + timeout
+        while not all(u.done(time.monotonic()) for u in self._uploads.values()):
+            if self.lost.is_set():
+                raise self._lost_error("tor went away while publishing the onion services")
+            if time.monotonic() > deadline:
+                summary = ", ".join(f"{u.uploaded} of {u.started} uploads accepted, "
+                                    f"{u.failed} failed" for u in self._uploads.values())
+                raise TorError(f"onion services not published within {timeout:.0f} s "
+                               f"({summary}); is tor connected to the network?")
+            await asyncio.sleep(0.1)
+
+    async def reload_staff(self) -> Published | None:
+        """Re-publish the staff service with the current ``staff-clients/`` (``SIGHUP``)."""
+        if "public" not in self._services:
+            return None
+        try:
+            staff_key = self.store.load_or_create("staff")
+            clients = self.store.clients()
+        except OnionKeyError as exc:
+            raise TorError(str(exc)) from None
+        if "staff" in self._services:
+            await self._call(self.controller.msg, f"DEL_ONION {self._services.pop('staff')}",
+                             what="withdrawing the staff onion service")
+        if clients:
+            await self._publish([("staff", staff_key, self._ports["staff"], clients)])
+        return Published(public=self._services["public"] + ".onion",
+                         staff=staff_key.address if clients else None,
+                         staff_clients=tuple(clients))
+
+    # ------------------------------------------------------------------------- close
+    def _lost_error(self, what: str) -> TorError:
+        return self._launched.failure(what) if self._launched else TorError(what)
+
+    def lost_error(self) -> TorError:
+        return self._lost_error("lost the connection to tor; the onion services are offline")
+
+    async def close(self) -> None:
+        """Withdraw the services (closing the control connection does) and stop our tor."""
+        self._closing = True
+        if self._controller is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.to_thread(self._controller.close), 10)
+            self._controller = None
+        if self._launched is not None:
+            await asyncio.to_thread(self._launched.stop)
