@@ -18,6 +18,7 @@ import ctypes
 import math
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -181,8 +182,19 @@ class ControlConnection:
         self._file = sock.makefile("rb")
 
     @classmethod
-    def open(cls, port: int, cookie: Path, *, timeout: float = 10.0) -> ControlConnection:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def open(cls, where: int | Path, cookie: Path, *,
+             timeout: float = 10.0) -> ControlConnection:
+        """Connect to a ControlPort on 127.0.0.1 (``int``) or a ControlSocket (``Path``)."""
+        if isinstance(where, Path):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(timeout)
+            try:
+                sock.connect(str(where))
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_connection(("127.0.0.1", where), timeout=timeout)
         conn = cls(sock)
         try:
             conn.request("AUTHENTICATE " + cookie.read_bytes().hex())
@@ -279,7 +291,7 @@ class TorNetwork:
         client = self.client
         client.torrc.write_text(
             self._common(client) + _ONION_PATHS +
-            f"SocksPort 127.0.0.1:{client.socks_port}\n"
+            f"SocksPort 127.0.0.1:{client.socks_port} ExtendedErrors\n"
             f"ClientOnionAuthDir {client.datadir / 'onion_auth'}\n", encoding="utf-8")
         (client.datadir / "onion_auth").mkdir(mode=0o700)
 
@@ -431,13 +443,16 @@ class TorNetwork:
 
     def start_client(self, name: str) -> Node:
         """Another client node (own SocksPort/ControlPort/auth dir) for tests needing a clean
-        tor client state. Stopped with the network."""
+        tor client state. Stopped with the network. ``name`` is a tor nickname."""
+        if not re.fullmatch(r"[A-Za-z0-9]{1,19}", name):
+            raise ValueError(f"{name!r}: tor nicknames are 1-19 letters and digits")
         control, socks = free_ports(2)
         node = Node(name, self.root / name, control, socks_port=socks)
         node.datadir.mkdir(mode=0o700)
         (node.datadir / "onion_auth").mkdir(mode=0o700)
         node.torrc.write_text(
-            self._common(node) + _ONION_PATHS + f"SocksPort 127.0.0.1:{socks}\n"
+            self._common(node) + _ONION_PATHS +
+            f"SocksPort 127.0.0.1:{socks} ExtendedErrors\n"
             f"ClientOnionAuthDir {node.datadir / 'onion_auth'}\n", encoding="utf-8")
         self.extra.append(node)
         self._launch(node)

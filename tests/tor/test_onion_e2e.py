@@ -1,0 +1,135 @@
+"""End to end over the private Tor network: `dropbox-server run --tor` launches its own tor,
+which joins the network and publishes both sites; a tor client fetches them by SOCKS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dropbox_server.middlewares import SECURITY_HEADERS
+from dropbox_server.onion_keys import parse_onion_address
+from tests.tor.onion_server import (
+    SOCKS_BAD_CLIENT_AUTH,
+    SOCKS_MISSING_CLIENT_AUTH,
+    ServerProcess,
+    StaffOnionKey,
+    fetch,
+    init_data_dir,
+    server_cli,
+    socks_error,
+    staff_add,
+    stop_quietly,
+)
+from tests.tor.testnet import ControlConnection, Node, TorNetwork
+
+pytestmark = pytest.mark.tor
+
+
+@pytest.fixture(scope="module")
+def join_config(tor_network: TorNetwork, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("join") / "testnet.torrc"
+    path.write_text(tor_network.join_config(), encoding="utf-8")
+    return path
+
+
+class Site:
+    """A running server with two staff onion keys issued."""
+
+    def __init__(self, data: Path, server: ServerProcess, alice: StaffOnionKey,
+                 bob: StaffOnionKey) -> None:
+        self.data, self.server, self.alice, self.bob = data, server, alice, bob
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory, join_config: Path) -> Iterator[Site]:
+    data, _keys = init_data_dir(tmp_path_factory.mktemp("site"))
+    alice, bob = staff_add(data, "alice"), staff_add(data, "bob")
+    server = ServerProcess(data, join_config)
+    try:
+        server.wait_published()
+        print(f"\nserver published both onion services {server.publish_seconds:.1f} s "
+              "after start (own tor bootstrap included)")
+        yield Site(data, server, alice, bob)
+    finally:
+        stop_quietly(server)
+
+
+def _client(tor_network: TorNetwork, name: str) -> Node:
+    """A fresh tor client: no cached descriptors, no client-auth keys."""
+    return tor_network.start_client(name)
+
+
+def test_public_site_over_tor(site: Site, tor_network: TorNetwork) -> None:
+    assert tor_network.client is not None and tor_network.client.socks_port
+    t0 = time.monotonic()
+    page = fetch(tor_network.client.socks_port, f"http://{site.server.public}/")
+    print(f"\nfirst fetch of the public onion: {time.monotonic() - t0:.2f} s")
+    assert page.status == 200
+    for name, value in SECURITY_HEADERS.items():
+        assert page.headers.get(name) == value, name
+    assert b"<html" in page.body.lower()
+
+
+def test_addresses_are_the_stored_keys(site: Site) -> None:
+    text = site.server.output()
+    assert site.server.staff is not None
+    assert "client authorisation: alice, bob" in text
+    assert site.alice.service_id + ".onion" == site.server.staff
+    assert parse_onion_address(site.server.public)  # checksum valid
+    assert site.server.public != site.server.staff
+
+
+def test_published_descriptor_offers_proof_of_work(site: Site) -> None:
+    import stem.descriptor.hidden_service as hs
+
+    control = site.data / "tor" / "control.sock"
+    with ControlConnection.open(control, site.data / "tor" / "control_auth_cookie") as conn:
+        service_id = site.server.public.removesuffix(".onion")
+        text = conn.getinfo(f"hs/service/desc/id/{service_id}")
+    descriptor = hs.HiddenServiceDescriptorV3.from_str(text.split("\n", 1)[-1])
+    inner = descriptor.decrypt(site.server.public)
+    assert "pow-params v1 " in str(inner)
+
+
+def test_staff_service_needs_a_client_key(site: Site, tor_network: TorNetwork) -> None:
+    assert site.server.staff is not None
+    client = _client(tor_network, "staffclient")
+    assert client.socks_port
+    url = f"http://{site.server.staff}/"
+    assert socks_error(client.socks_port, url) == SOCKS_MISSING_CLIENT_AUTH
+    with client.control() as conn:
+        reply = conn.request(f"ONION_CLIENT_AUTH_ADD {site.alice.service_id} "
+                             f"{site.alice.control_key}")
+    assert reply[-1] == "Registered client and decrypted desc"
+    answer = fetch(client.socks_port, url)
+    assert answer.status < 500  # any HTTP answer: the staff API itself was reached
+    assert answer.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+def test_staff_remove_revokes_only_that_key_and_addresses_survive_restart(
+        tmp_path: Path, join_config: Path, tor_network: TorNetwork) -> None:
+    data, _keys = init_data_dir(tmp_path)
+    alice, bob = staff_add(data, "alice"), staff_add(data, "bob")
+    with ServerProcess(data, join_config) as first:
+        first.wait_published()
+    assert first.proc.returncode == 0, first.output()
+    removed = server_cli("staff", "remove", "alice", "--data-dir", str(data))
+    assert removed.returncode == 0, removed.stderr
+    assert "revoked" in removed.stdout
+    alice_client, bob_client = (_client(tor_network, "alicetor"),
+                                _client(tor_network, "bobtor"))
+    for client, key in ((alice_client, alice), (bob_client, bob)):
+        with client.control() as conn:
+            conn.request(f"ONION_CLIENT_AUTH_ADD {key.service_id} {key.control_key}")
+    with ServerProcess(data, join_config) as second:
+        second.wait_published()
+        assert (second.public, second.staff) == (first.public, first.staff)
+        assert "client authorisation: bob" in second.output()
+        assert alice_client.socks_port and bob_client.socks_port
+        staff_url = f"http://{second.staff}/"
+        assert fetch(bob_client.socks_port, staff_url).status < 500
+        assert socks_error(alice_client.socks_port, staff_url) == SOCKS_BAD_CLIENT_AUTH
+        assert fetch(alice_client.socks_port, f"http://{second.public}/").status == 200
