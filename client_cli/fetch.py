@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from dropbox_envelope.keys import StaffSecretKey
 
+from . import tor
 from .errors import CliError, describe_error, one_line
 from .fsutil import fsync_dir
 from .progress import Progress
@@ -64,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "metadata <id>.meta.json, verify its SHA-256, and only then tell the server "
                     "to delete its copy. Safe to interrupt and run again.")
     add_connection_arguments(parser)
+    tor.add_arguments(parser)
     parser.add_argument("--out", metavar="INBOX", type=Path, required=True,
                         help="the inbox folder (created if missing)")
     parser.add_argument("--json", action="store_true",
@@ -242,8 +244,10 @@ def fetch_inbox(server_url: str, key: StaffSecretKey, inbox: Path, *,
 
 
 def run(args: argparse.Namespace) -> int:
+    connector = tor.connector_from_args(args)
     key = load_staff_identity(args.identity, args.passphrase_file)
-    summary = fetch_inbox(args.server, key, args.out, verbose=not args.json)
+    summary = fetch_inbox(args.server, key, args.out, verbose=not args.json,
+                          connector=connector)
     if args.json:
         print(json.dumps(summary.to_json()), flush=True)
     elif not summary.fetched and not summary.skipped and summary.ok:

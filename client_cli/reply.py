@@ -23,6 +23,7 @@ from dropbox_envelope.errors import LimitExceeded
 from dropbox_envelope.keys import PublicKey, StaffSecretKey
 from dropbox_envelope.streams import AttachmentSource, encrypt
 
+from . import tor
 from .errors import CliError
 from .staffapi import (
     MAX_REPLY_BYTES,
@@ -46,6 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     f"for the source to read. A reply envelope is at most {MAX_REPLY_BYTES} "
                     "bytes.")
     add_connection_arguments(parser)
+    tor.add_arguments(parser)
     parser.add_argument("--source", metavar="ID", required=True,
                         help="the source ID (shown in the decrypted report's report.txt)")
     parser.add_argument("--message-file", metavar="F", type=Path, required=True,
@@ -147,9 +149,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.files:
         if not path.is_file():
             raise CliError(f"{path}: not a file")
+    connector = tor.connector_from_args(args)
     key = load_staff_identity(args.identity, args.passphrase_file)
     reply_id, size = reply(args.server, key, args.source, message, language=args.language,
-                           attachments=args.files)
+                           attachments=args.files, connector=connector)
     print(f"reply stored for source {args.source} ({size} bytes); reply ID:", file=sys.stderr)
     print(reply_id, flush=True)
     return 0
