@@ -183,7 +183,9 @@ def register_client_auth(control: str, service_id: str, key: ClientAuthKey) -> N
         try:
             controller.authenticate()
             reply = controller.msg(f"ONION_CLIENT_AUTH_ADD {service_id} {key.control_key()}")
-            return str(reply) if reply.is_ok() else "error: " + str(reply)
+            # 250 OK, 251 "existed and replaced", 252 "registered and decrypted desc".
+            status = reply.content()[-1][0]
+            return str(reply) if str(status).startswith("25") else "error: " + str(reply)
         finally:
             controller.close()
 
