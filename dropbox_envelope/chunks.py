@@ -55,7 +55,11 @@ class ChunkSealer:
 
 
 class _Framer:
-    """Splits the payload byte stream into the secretstream header and length-prefixed chunks."""
+    """Splits the payload byte stream into the secretstream header and length-prefixed chunks.
+
+    Frames are cut straight out of each input block; only a frame that straddles two blocks is
+    assembled in a small buffer, so each byte is copied once.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -63,33 +67,58 @@ class _Framer:
         self.chunks_seen = 0
         self.last_length = 0
 
-    def frames(self, data: bytes) -> list[bytes]:
-        buf = self._buf
-        buf += data
-        out: list[bytes] = []
-        pos = 0
+    def _item_size(self, head: bytes | bytearray | memoryview) -> int | None:
+        """Size of the next item given its first bytes, or None if more are needed to know."""
         if self.ss_header is None:
-            if len(buf) < SS_HEADER_BYTES:
-                return out
-            self.ss_header = bytes(buf[:SS_HEADER_BYTES])
-            pos = SS_HEADER_BYTES
-        while len(buf) - pos >= 4:
-            (length,) = _LEN.unpack_from(buf, pos)
-            if length > MAX_CHUNK_BYTES:
-                raise PayloadCorrupted(f"a payload chunk is longer than the maximum "
-                                       f"({length} > {MAX_CHUNK_BYTES} bytes)")
-            if length < MIN_CHUNK_BYTES:
-                raise PayloadCorrupted("a payload chunk is shorter than the minimum")
-            if self.chunks_seen and self.last_length != MAX_CHUNK_BYTES:
-                # Only the final chunk may be short, so a short chunk followed by another is bad.
-                raise PayloadCorrupted("data follows the final payload chunk")
-            if len(buf) - pos - 4 < length:
-                break
-            out.append(bytes(buf[pos + 4:pos + 4 + length]))
-            pos += 4 + length
+            return SS_HEADER_BYTES
+        if len(head) < 4:
+            return None
+        length: int = _LEN.unpack_from(head, 0)[0]
+        if length > MAX_CHUNK_BYTES:
+            raise PayloadCorrupted(f"a payload chunk is longer than the maximum "
+                                   f"({length} > {MAX_CHUNK_BYTES} bytes)")
+        if length < MIN_CHUNK_BYTES:
+            raise PayloadCorrupted("a payload chunk is shorter than the minimum")
+        if self.chunks_seen and self.last_length != MAX_CHUNK_BYTES:
+            # Only the final chunk may be short, so a short chunk followed by another is bad.
+            raise PayloadCorrupted("data follows the final payload chunk")
+        return 4 + length
+
+    def _emit(self, item: bytes, out: list[bytes]) -> None:
+        if self.ss_header is None:
+            self.ss_header = item
+        else:
+            out.append(item[4:])
             self.chunks_seen += 1
-            self.last_length = length
-        del buf[:pos]
+            self.last_length = len(item) - 4
+
+    def frames(self, data: bytes) -> list[bytes]:
+        out: list[bytes] = []
+        view = memoryview(data)
+        pos = 0
+        while self._buf and pos < len(view):
+            size = self._item_size(self._buf)
+            want = (size if size is not None else 4) - len(self._buf)
+            take = min(want, len(view) - pos)
+            self._buf += view[pos:pos + take]
+            pos += take
+            if size is not None and len(self._buf) == size:
+                item = bytes(self._buf)
+                self._buf.clear()
+                self._emit(item, out)
+        n = len(view)
+        while pos < n:
+            size = self._item_size(view[pos:pos + 4])
+            if size is None or n - pos < size:
+                self._buf += view[pos:]
+                break
+            if self.ss_header is None:
+                self._emit(bytes(view[pos:pos + size]), out)
+            else:
+                out.append(bytes(view[pos + 4:pos + size]))
+                self.chunks_seen += 1
+                self.last_length = size - 4
+            pos += size
         return out
 
     @property

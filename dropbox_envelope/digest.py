@@ -1,7 +1,8 @@
 """SHA-256 of attachment bytes, computed on a worker thread for large inputs.
 
-hashlib and libsodium both release the GIL, so hashing one block while the caller encrypts or
-decrypts the next roughly halves the cost of the digest (benchmarks/envelope.py measures it).
+hashlib and libsodium both release the GIL, so with a second core free, hashing one block while
+the caller encrypts or decrypts the next hides most of the digest's cost (benchmarks/envelope.py
+measures it; with no free core the two simply run one after the other).
 """
 
 from __future__ import annotations
@@ -42,6 +43,27 @@ class Sha256:
         else:
             self.wait()
             self._hash.update(data)
+
+    def update_many(self, pieces: list[bytes]) -> None:
+        """Hash ``pieces`` (in order) in the background as one job, after the previous job.
+
+        Callers decrypt the next block meanwhile; the join happens at the next call, at
+        :meth:`wait` or :meth:`hexdigest`, so at most two batches are in flight.
+        """
+        if not pieces:
+            return
+        total = sum(len(p) for p in pieces)
+        self.size += total
+        self.wait()
+        if total < _THREAD_MIN:
+            for piece in pieces:
+                self._hash.update(piece)
+            return
+        self._pending.append(_executor().submit(self._update_all, pieces))
+
+    def _update_all(self, pieces: list[bytes]) -> None:
+        for piece in pieces:
+            self._hash.update(piece)
 
     def wait(self) -> None:
         for future in self._pending:

@@ -242,13 +242,15 @@ class Decryptor:
             payload_key, _mac_key = derive_keys(header.unwrap(self._identities))
             self._opener = ChunkOpener(payload_key)
         events: list[DecryptEvent] = []
-        background = len(data) >= 4 * CHUNK_SIZE
+        to_hash: list[bytes] = []  # this block's attachment bytes, hashed as one batch
         for plaintext in self._opener.feed(data):
             for event in self._records.feed(plaintext):
                 if isinstance(event, records.DataPiece):
-                    self._digest.update(event.data, background=background)
+                    to_hash.append(event.data)
                     events.append(AttachmentData(self._index, event.data))
                 elif isinstance(event, records.AttachmentClosed):
+                    self._digest.update_many(to_hash)
+                    to_hash = []
                     done = AttachmentDone(self._index, self._digest.size, self._digest.hexdigest())
                     self._received.append((done.size, done.sha256))
                     events.append(done)
@@ -259,13 +261,16 @@ class Decryptor:
                     events.append(ManifestReady(self._manifest))
         if self._opener.finished:
             self._check_padding()
-        self._digest.wait()
+        # Hashed in the background while the caller writes these bytes and decrypts the next
+        # block; joined at the next feed, at an attachment's end, or at close.
+        self._digest.update_many(to_hash)
         return events
 
     def close(self) -> Manifest:
         """Declare the end of input; returns the manifest once everything is authenticated."""
         if self._opener is None:
             raise HeaderCorrupted("the envelope is truncated inside its header")
+        self._digest.wait()
         self._opener.close()
         if self._manifest is None:  # unreachable: a finished stream passed _check_padding
             raise PayloadCorrupted("the envelope has no manifest")

@@ -82,7 +82,7 @@ class RecordParser:
         start_total = self.total
         self.total += len(plaintext)
         if self.ended_at is not None:
-            if any(plaintext):
+            if plaintext.count(0) != len(plaintext):
                 raise PayloadCorrupted("non-zero bytes in the padding")
             return events
         pos = 0
@@ -99,7 +99,7 @@ class RecordParser:
                 self._start_record(rtype, length)
                 if rtype == END:
                     self.ended_at = start_total + pos
-                    if any(view[pos:]):
+                    if plaintext.count(0, pos) != n - pos:
                         raise PayloadCorrupted("non-zero bytes in the padding")
                     return events
                 if length == 0:
@@ -108,7 +108,8 @@ class RecordParser:
             take = min(self._remaining, n - pos)
             piece = view[pos:pos + take]
             if self._type == DATA:
-                events.append(DataPiece(bytes(piece)))
+                # A chunk wholly inside a DATA record is passed on without a copy.
+                events.append(DataPiece(plaintext if take == n else bytes(piece)))
             else:
                 self._manifest += piece
             pos += take
