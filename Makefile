@@ -3,7 +3,8 @@
 #   make run    run the server in dev mode with demo keys (python -m dropbox_server.demo)
 #   make test   run the test suite
 #   make lint   ruff + mypy --strict
-#   make bench  run the benchmarks (results go to benchmarks/results/, git-ignored)
+#   make bench  run the benchmarks (results go to benchmarks/results/, git-ignored);
+#               make bench BENCH_ARGS=--quick for a smoke run
 
 PYTHON ?= python3
 VENV   := .venv
@@ -11,6 +12,7 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp
 PKGS   := dropbox_envelope dropbox_server client_cli
 BENCH  ?= benchmarks/run.py
+BENCH_ARGS ?=
 
 # The editable install maps only the packages that exist when it runs, so it is
 # redone when pyproject.toml changes or when a package's __init__.py appears/changes.
@@ -37,4 +39,4 @@ lint: venv
 
 bench: venv
 	@test -f $(BENCH) || { echo "bench: $(BENCH) not found (override with BENCH=...)" >&2; exit 1; }
-	$(VPY) $(BENCH)
+	$(VPY) $(BENCH) $(BENCH_ARGS)
