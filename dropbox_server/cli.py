@@ -1,4 +1,4 @@
-"""`dropbox-server`: operator commands (init, run, staff add/remove/list, onion rotate)."""
+"""`dropbox-server`: operator commands (init, run, staff add/remove/list, onion rotate, audit)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from aiohttp import web
 from dropbox_envelope.errors import InvalidKey
 from dropbox_envelope.keys import PublicKey, StaffPublicKey
 
+from . import audit
 from .app import create_app
 from .appkeys import STAFF_APP
 from .config import CONFIG_NAME, load_config, render_config, slug
@@ -338,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--data-dir", required=True)
     q.add_argument("--yes", action="store_true", help="confirm replacing an existing address")
     q.set_defaults(func=cmd_onion_rotate)
+
+    audit.register(sub)
     return parser
 
 
