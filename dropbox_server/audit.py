@@ -61,7 +61,7 @@ _ID = re.compile(r"[0-9a-f]{32}")
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _LOCATOR = re.compile(r"\d{7}")
-_PUBLIC_KEY = re.compile(r"srdb1-x25519-[a-z2-7]{52}")
+_PUBLIC_KEY = re.compile(r"srdb1-x25519-[a-z2-7]{50,64}")
 _RECIPIENT_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 # A time of day ("11:24", "11h24") or a date with an hour, in a column value.
 _TIME_TEXT = re.compile(r"\d{1,2}:\d{2}|\d{4}-\d{2}-\d{2}[T ]\d{1,2}\b|\b\d{1,2}h\d{2}\b")
@@ -335,6 +335,8 @@ def _database_copy(db_dir: Path) -> Iterator[sqlite3.Connection | None]:
 
 
 def _looks_like_time(value: object) -> bool:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 20:
+        value = int(value)  # a number stored in a text column
     if isinstance(value, str):
         return _TIME_TEXT.search(value) is not None
     if isinstance(value, float):
