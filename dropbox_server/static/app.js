@@ -1,0 +1,1 @@
+/* Placeholder: web/build.mjs writes the real bundle here. */
