@@ -17,6 +17,7 @@ __all__ = [
     "NotForMe",
     "PayloadCorrupted",
     "UnsupportedVersion",
+    "WrappedFileCorrupted",
     "WrongPassphrase",
 ]
 
@@ -78,3 +79,8 @@ class WrongPassphrase(KeyFileError):
 
 class InvalidCode(EnvelopeError):
     """This return code is not valid. Check that you typed all 25 digits in the right order."""
+
+
+class WrappedFileCorrupted(EnvelopeError):
+    """A file the server stored is damaged or was tampered with, or its server key is wrong; it
+    cannot be unwrapped (docs/PROTOCOL.md §11)."""

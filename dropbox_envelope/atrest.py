@@ -1,0 +1,276 @@
+"""At-rest wrapping on the server (docs/PROTOCOL.md §11): a seekable chunked AEAD.
+
+The server wraps every stored envelope once more under a random per-item ``wrap_key`` that lives
+only in its database. Deleting the database row destroys the key, and with it every copy of the
+file's bytes that a disk may still hold (crypto-erase). The layout::
+
+    wrapped := header (25) || block+
+    header  := "SRDB-ATR" || version (1) = 0x01 || nonce_prefix (16)
+    block_i := crypto_aead_xchacha20poly1305_ietf(plain_i,
+                   ad = header || u64(i) || u8(final), nonce = nonce_prefix || u64(i), wrap_key)
+
+Every block but the last carries exactly :data:`BLOCK_SIZE` plaintext bytes. Because block ``i``
+sits at a fixed offset, any byte range can be unwrapped by reading only the blocks it touches:
+the staff download keeps honouring HTTP ``Range``. The final flag in the additional data makes a
+file cut at a block boundary fail instead of looking complete.
+
+Sans-IO: :class:`Wrapper` turns plaintext into bytes to append; :class:`Unwrapper` says which
+wrapped bytes to read for a plaintext range and opens them. Imports PyNaCl and the standard
+library only.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+import nacl.bindings as sodium
+import nacl.exceptions
+
+from .errors import UnsupportedVersion, WrappedFileCorrupted
+from .keys import RandomSource
+
+__all__ = [
+    "BLOCK_SIZE",
+    "HEADER_SIZE",
+    "KEY_SIZE",
+    "MAGIC",
+    "WRAPPED_BLOCK_SIZE",
+    "Layout",
+    "Piece",
+    "Unwrapper",
+    "Wrapper",
+    "new_wrap_key",
+    "unwrap",
+    "wrap",
+]
+
+MAGIC = b"SRDB-ATR"
+VERSION = 1
+PREFIX_SIZE = 16
+HEADER_SIZE = len(MAGIC) + 1 + PREFIX_SIZE  # 25
+KEY_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_KEYBYTES  # 32
+TAG_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES  # 16
+BLOCK_SIZE = 64 * 1024
+WRAPPED_BLOCK_SIZE = BLOCK_SIZE + TAG_SIZE
+_U64 = struct.Struct(">Q")
+
+
+def new_wrap_key(random: RandomSource = os.urandom) -> bytes:
+    """A fresh 32-byte wrap key from a CSPRNG; one per stored item, never reused."""
+    key = random(KEY_SIZE)
+    if len(key) != KEY_SIZE:
+        raise ValueError("the random source returned the wrong number of bytes")
+    return key
+
+
+def _check_key(key: bytes) -> None:
+    if len(key) != KEY_SIZE:
+        raise ValueError(f"a wrap key is {KEY_SIZE} bytes")
+
+
+def _nonce(prefix: bytes, index: int) -> bytes:
+    return prefix + _U64.pack(index)
+
+
+def _ad(header: bytes, index: int, final: bool) -> bytes:
+    # The header is bound too, so a changed magic or version byte fails authentication even
+    # where a reader would otherwise accept it; the index and the final flag are what make
+    # reordering and truncation at a block boundary detectable.
+    return header + _U64.pack(index) + (b"\x01" if final else b"\x00")
+
+
+# --- layout ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything is in a wrapped file of a given size (no key needed)."""
+
+    plain_size: int
+    blocks: int
+
+    @property
+    def wrapped_size(self) -> int:
+        return HEADER_SIZE + self.plain_size + self.blocks * TAG_SIZE
+
+    @classmethod
+    def for_plain(cls, plain_size: int) -> Layout:
+        if plain_size < 0:
+            raise ValueError("negative size")
+        return cls(plain_size, max(1, -(-plain_size // BLOCK_SIZE)))
+
+    @classmethod
+    def for_wrapped(cls, wrapped_size: int) -> Layout:
+        """The layout a wrapped file of ``wrapped_size`` bytes must have; raises
+        :class:`WrappedFileCorrupted` for a size no wrapper produces (a truncated file)."""
+        body = wrapped_size - HEADER_SIZE
+        if body < TAG_SIZE:
+            raise WrappedFileCorrupted()
+        blocks = -(-body // WRAPPED_BLOCK_SIZE)
+        last = body - (blocks - 1) * WRAPPED_BLOCK_SIZE
+        # A last block holds at least one byte, unless it is the only block (empty plaintext).
+        if last < TAG_SIZE or (last == TAG_SIZE and blocks > 1):
+            raise WrappedFileCorrupted()
+        return cls(body - blocks * TAG_SIZE, blocks)
+
+    def block_plain_size(self, index: int) -> int:
+        if not 0 <= index < self.blocks:
+            raise IndexError(index)
+        if index < self.blocks - 1:
+            return BLOCK_SIZE
+        return self.plain_size - (self.blocks - 1) * BLOCK_SIZE
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One block to read for a plaintext range: ``length`` wrapped bytes at ``offset``, of which
+    the opened plaintext ``[skip:skip + take]`` belongs to the range."""
+
+    index: int
+    offset: int
+    length: int
+    skip: int
+    take: int
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+class Wrapper:
+    """Wraps a plaintext stream: ``write()`` and ``finish()`` return the bytes to append.
+
+    The last full block is held back until more data arrives or ``finish()`` is called, because
+    only then is it known whether it is the final one.
+    """
+
+    def __init__(self, key: bytes, *, random: RandomSource = os.urandom) -> None:
+        _check_key(key)
+        prefix = random(PREFIX_SIZE)
+        if len(prefix) != PREFIX_SIZE:
+            raise ValueError("the random source returned the wrong number of bytes")
+        self._key = key
+        self.header = MAGIC + bytes([VERSION]) + prefix
+        self._prefix = prefix
+        self._buf = bytearray()
+        self._index = 0
+        self._header_sent = False
+        self._done = False
+
+    def _seal(self, plain: bytes | bytearray | memoryview, final: bool) -> bytes:
+        index = self._index
+        self._index += 1
+        return sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            bytes(plain), _ad(self.header, index, final), _nonce(self._prefix, index), self._key)
+
+    def _start(self, out: list[bytes]) -> None:
+        if not self._header_sent:
+            out.append(self.header)
+            self._header_sent = True
+
+    def write(self, data: bytes | bytearray | memoryview) -> bytes:
+        if self._done:
+            raise RuntimeError("the wrapper is finished")
+        out: list[bytes] = []
+        self._start(out)
+        self._buf += data
+        whole = len(self._buf)
+        if whole > BLOCK_SIZE:
+            # Seal every full block that is certainly not the last: keep 1..BLOCK_SIZE bytes.
+            sealable = ((whole - 1) // BLOCK_SIZE) * BLOCK_SIZE
+            view = memoryview(self._buf)
+            try:
+                for start in range(0, sealable, BLOCK_SIZE):
+                    out.append(self._seal(view[start:start + BLOCK_SIZE], False))
+            finally:
+                view.release()
+            del self._buf[:sealable]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        if self._done:
+            raise RuntimeError("the wrapper is finished")
+        out: list[bytes] = []
+        self._start(out)
+        out.append(self._seal(self._buf, True))
+        self._buf = bytearray()
+        self._done = True
+        return b"".join(out)
+
+
+def wrap(key: bytes, data: bytes, *, random: RandomSource = os.urandom) -> bytes:
+    """Wrap ``data`` in memory (small items, tests)."""
+    wrapper = Wrapper(key, random=random)
+    return wrapper.write(data) + wrapper.finish()
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+class Unwrapper:
+    """Random-access reading of one wrapped file.
+
+    Construct it from the file's first :data:`HEADER_SIZE` bytes and its total size; then
+    :meth:`plan` names the blocks to read for a plaintext range and :meth:`open` authenticates
+    and decrypts each. Every failure is :class:`WrappedFileCorrupted` (one message, no detail),
+    except a version this software does not know (:class:`UnsupportedVersion`).
+    """
+
+    def __init__(self, key: bytes, header: bytes, wrapped_size: int) -> None:
+        _check_key(key)
+        if len(header) < HEADER_SIZE or header[:len(MAGIC)] != MAGIC:
+            raise WrappedFileCorrupted()
+        if header[len(MAGIC)] != VERSION:
+            raise UnsupportedVersion("this stored file uses an at-rest format version this "
+                                     "software does not know; upgrade the server")
+        self._key = key
+        self.header = bytes(header[:HEADER_SIZE])
+        self._prefix = self.header[len(MAGIC) + 1:]
+        self.layout = Layout.for_wrapped(wrapped_size)
+
+    @property
+    def plain_size(self) -> int:
+        return self.layout.plain_size
+
+    def plan(self, first: int, last: int) -> list[Piece]:
+        """The blocks holding plaintext bytes ``first..last`` (inclusive), in order."""
+        if not 0 <= first <= last < self.plain_size:
+            raise ValueError("range outside the plaintext")
+        pieces = []
+        for index in range(first // BLOCK_SIZE, last // BLOCK_SIZE + 1):
+            start = index * BLOCK_SIZE
+            size = self.layout.block_plain_size(index)
+            skip = max(first - start, 0)
+            take = min(last + 1, start + size) - start - skip
+            pieces.append(Piece(index, HEADER_SIZE + index * WRAPPED_BLOCK_SIZE,
+                                size + TAG_SIZE, skip, take))
+        return pieces
+
+    def open_block(self, index: int, ciphertext: bytes) -> bytes:
+        """The whole authenticated plaintext of block ``index``."""
+        final = index == self.layout.blocks - 1
+        if len(ciphertext) != self.layout.block_plain_size(index) + TAG_SIZE:
+            raise WrappedFileCorrupted()
+        try:
+            return sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+                ciphertext, _ad(self.header, index, final), _nonce(self._prefix, index),
+                self._key)
+        except nacl.exceptions.CryptoError:
+            raise WrappedFileCorrupted() from None
+
+    def open(self, piece: Piece, ciphertext: bytes) -> bytes:
+        """The part of ``piece``'s block that belongs to the planned range."""
+        plain = self.open_block(piece.index, ciphertext)
+        if piece.skip == 0 and piece.take == len(plain):
+            return plain
+        return plain[piece.skip:piece.skip + piece.take]
+
+
+def unwrap(key: bytes, data: bytes) -> bytes:
+    """Unwrap a whole file held in memory, checking every block (including an empty one)."""
+    unwrapper = Unwrapper(key, data[:HEADER_SIZE], len(data))
+    layout = unwrapper.layout
+    out = []
+    for index in range(layout.blocks):
+        offset = HEADER_SIZE + index * WRAPPED_BLOCK_SIZE
+        size = layout.block_plain_size(index) + TAG_SIZE
+        out.append(unwrapper.open_block(index, data[offset:offset + size]))
+    return b"".join(out)
