@@ -44,7 +44,7 @@ import stem.control
 from .errors import OnionKeyError, TorError
 from .onion_keys import OnionKeyStore, OnionServiceKey, ServiceName, encode_client_auth_public
 
-__all__ = ["OnionPublisher", "Published", "TorOptions", "find_tor_binary"]
+__all__ = ["OnionPublisher", "Published", "TorOptions", "add_onion_command", "find_tor_binary"]
 
 log = logging.getLogger("dropbox_server.tor")
 # stem logs control traffic at debug/trace levels; keep it quiet whatever the root level is.
@@ -117,6 +117,24 @@ def _log_tail(path: Path, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join("    " + line for line in text[-lines:])
+
+
+def add_onion_command(which: ServiceName, key: OnionServiceKey, port: int,
+                      clients: dict[str, bytes]) -> str:
+    """The raw ``ADD_ONION`` line (stem's helper has no proof-of-work arguments).
+
+    Contains the service's secret key: never log it.
+    """
+    parts = ["ADD_ONION", key.add_onion_key()]
+    flags = ["MaxStreamsCloseCircuit"]
+    if clients:
+        flags.append("V3Auth")
+    parts += [f"Flags={','.join(flags)}", f"MaxStreams={MAX_STREAMS[which]}",
+              "PoWDefensesEnabled=1", f"PoWQueueRate={POW_QUEUE_RATE}",
+              f"PoWQueueBurst={POW_QUEUE_BURST}", f"Port={ONION_PORT},127.0.0.1:{port}"]
+    parts += [f"ClientAuthV3={encode_client_auth_public(public)}"
+              for public in clients.values()]
+    return " ".join(parts)
 
 
 class _LaunchedTor:
@@ -375,22 +393,9 @@ class OnionPublisher:
         elif action == "FAILED":
             uploads.failed += 1
 
-    def _add_onion_command(self, which: ServiceName, key: OnionServiceKey, port: int,
-                           clients: dict[str, bytes]) -> str:
-        parts = ["ADD_ONION", key.add_onion_key()]
-        flags = ["MaxStreamsCloseCircuit"]
-        if clients:
-            flags.append("V3Auth")
-        parts += [f"Flags={','.join(flags)}", f"MaxStreams={MAX_STREAMS[which]}",
-                  "PoWDefensesEnabled=1", f"PoWQueueRate={POW_QUEUE_RATE}",
-                  f"PoWQueueBurst={POW_QUEUE_BURST}", f"Port={ONION_PORT},127.0.0.1:{port}"]
-        parts += [f"ClientAuthV3={encode_client_auth_public(public)}"
-                  for public in clients.values()]
-        return " ".join(parts)
-
     async def _add_onion(self, which: ServiceName, key: OnionServiceKey, port: int,
                          clients: dict[str, bytes]) -> None:
-        command = self._add_onion_command(which, key, port, clients)
+        command = add_onion_command(which, key, port, clients)
         reply = await self._call(self.controller.msg, command, what=f"publishing the {which} "
                                  "onion service")
         if not reply.is_ok():

@@ -76,14 +76,14 @@ def staff_add(data: Path, name: str) -> StaffOnionKey:
 class ServerProcess:
     """``dropbox-server run --tor`` as a subprocess; stdout goes to a file we poll."""
 
-    def __init__(self, data: Path, join_config: Path, *extra: str) -> None:
+    def __init__(self, data: Path, join_config: Path | None, *extra: str) -> None:
         self.data = data
         self.log = data.parent / f"server-{time.monotonic_ns()}.log"
+        join = ["--tor-extra-config", str(join_config)] if join_config else []
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dropbox_server", "run", "--data-dir", str(data),
-                 "--port", "0", "--staff-port", "0", "--tor-extra-config", str(join_config),
-                 *extra],
+                 "--port", "0", "--staff-port", "0", *join, *extra],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.public = ""
         self.staff: str | None = None

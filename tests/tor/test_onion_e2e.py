@@ -3,6 +3,8 @@ which joins the network and publishes both sites; a tor client fetches them by S
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +135,73 @@ def test_staff_remove_revokes_only_that_key_and_addresses_survive_restart(
         assert fetch(bob_client.socks_port, staff_url).status < 500
         assert socks_error(alice_client.socks_port, staff_url) == SOCKS_BAD_CLIENT_AUTH
         assert fetch(alice_client.socks_port, f"http://{second.public}/").status == 200
+
+
+def _tor_pids_using(folder: Path) -> list[int]:
+    """PIDs of tor processes whose command line names a file in ``folder`` (read from /proc)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                state = (entry / "stat").read_text().split(") ", 1)[1][0]
+            except OSError:
+                continue
+            if state != "Z" and any(str(folder).encode() in arg for arg in argv[1:]) and \
+                    argv[0].endswith(b"tor"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_server_uses_a_running_tor_through_its_control_port(
+        tmp_path: Path, tor_network: TorNetwork) -> None:
+    host = _client(tor_network, "exthost")  # a tor the operator runs, not ours
+    assert tor_network.client is not None and tor_network.client.socks_port
+    data, _keys = init_data_dir(tmp_path)
+    with ServerProcess(data, None, "--tor-control", f"127.0.0.1:{host.control_port}") as server:
+        server.wait_published()
+        assert "started its own tor" not in server.output()
+        assert server.staff is None  # no staff onion keys issued: the staff API stays offline
+        assert "staff onion:  not published" in server.output()
+        assert fetch(tor_network.client.socks_port, f"http://{server.public}/").status == 200
+    assert server.proc.returncode == 0, server.output()
+    assert host.alive(), "the server must not stop a tor it did not start"
+    assert not (data / "tor").exists()
+
+
+def test_killed_server_takes_its_tor_down(tmp_path: Path, join_config: Path) -> None:
+    data, _keys = init_data_dir(tmp_path)
+    server = ServerProcess(data, join_config)
+    try:
+        server.wait_published()
+        tors = _tor_pids_using(data / "tor")
+        assert len(tors) == 1
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while _tor_pids_using(data / "tor") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _tor_pids_using(data / "tor"), "tor outlived its killed server"
+    finally:
+        stop_quietly(server)
+        for pid in _tor_pids_using(data / "tor"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sighup_publishes_a_new_staff_key_without_restart(site: Site,
+                                                          tor_network: TorNetwork) -> None:
+    # Last in this module: it changes the shared server's staff keys.
+    carol = staff_add(site.data, "carol")
+    before = site.server.output().count("onion services published")
+    site.server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 120
+    while "client authorisation: alice, bob, carol" not in site.server.output():
+        assert site.server.proc.poll() is None, site.server.output()
+        assert time.monotonic() < deadline, site.server.output()
+        time.sleep(0.2)
+    assert site.server.output().count("onion services published") == before
+    client = _client(tor_network, "carolstor")
+    assert client.socks_port
+    with client.control() as conn:
+        conn.request(f"ONION_CLIENT_AUTH_ADD {carol.service_id} {carol.control_key}")
+    assert fetch(client.socks_port, f"http://{site.server.staff}/").status < 500

@@ -95,7 +95,7 @@ def test_report_fetch_decrypt_reply_through_tor(setup: Setup, tor_network: TorNe
     staff_tor: Node = tor_network.start_client("alicedesk")  # knows no onion keys yet
     assert staff_tor.socks_port
     staff, server = setup.staff, setup.server
-    tor_args = ["--server", f"http://{server.staff}/", "--tor-socks",
+    tor_args: list[str | Path] = ["--server", f"http://{server.staff}/", "--tor-socks",
                 f"127.0.0.1:{staff_tor.socks_port}", "--identity", staff / "alice.key",
                 "--passphrase-file", staff / "pass.txt"]
 
