@@ -39,6 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from dropbox_envelope import EnvelopeError, StructureChecker
+from dropbox_envelope.atrest import HEADER_SIZE as WRAP_HEADER_SIZE
+from dropbox_envelope.atrest import MAGIC as WRAP_MAGIC
+from dropbox_envelope.atrest import WRAPPED_BLOCK_SIZE, Layout, Unwrapper
+from dropbox_envelope.envelope import EnvelopeInfo
 from dropbox_envelope.padding import padme
 
 from .config import CONFIG_NAME, load_config
@@ -119,6 +123,8 @@ DAY = ColumnKind("a day (YYYY-MM-DD)", _is_text(_DAY))
 SIZE = ColumnKind("a padded size in bytes", _is_int(0, 2**63 - 1), numeric=True)
 SHA256 = ColumnKind("a SHA-256 of ciphertext", _is_text(_SHA256))
 RECIPIENT = ColumnKind("a recipient id from the configuration", _is_text(_RECIPIENT_ID))
+# NULL would mean a stored file that deleting its row cannot crypto-erase.
+WRAP_KEY = ColumnKind("a random 32-byte at-rest wrap key", _is_blob(32))
 
 ALLOWED_SCHEMA: dict[str, dict[str, ColumnKind]] = {
     "sources": {
@@ -131,6 +137,7 @@ ALLOWED_SCHEMA: dict[str, dict[str, ColumnKind]] = {
         "public_key": ColumnKind("the source's reply public key", _is_text(_PUBLIC_KEY)),
         "recipient": RECIPIENT,
         "created_day": DAY,
+        "last_visit_day": DAY,
     },
     "envelopes": {
         "id": ID,
@@ -139,6 +146,7 @@ ALLOWED_SCHEMA: dict[str, dict[str, ColumnKind]] = {
         "day": DAY,
         "size": SIZE,
         "sha256": SHA256,
+        "wrap_key": WRAP_KEY,
     },
     "replies": {
         "id": ID,
@@ -147,12 +155,14 @@ ALLOWED_SCHEMA: dict[str, dict[str, ColumnKind]] = {
         "size": SIZE,
         "sha256": SHA256,
         "seen": ColumnKind("read by the source (0 or 1)", _is_int(0, 1), numeric=True),
+        "wrap_key": WRAP_KEY,
     },
 }
 """Every table and column the drop box may keep, and what each may hold. A schema change in
 storage.py must be reflected here, or the audit flags the new column."""
 
-ALLOWED_INDEXES = frozenset({"replies_by_source"})
+ALLOWED_INDEXES = frozenset({"replies_by_source", "envelopes_by_source",
+                             "sources_by_last_visit"})
 
 
 # --- the report ------------------------------------------------------------------------------
@@ -266,17 +276,58 @@ def _scan_ciphertext(report: AuditReport, path: Path, rel: str, *, envelope: boo
         report.flag("plaintext", rel, f"{runs - 3} more runs of text")
     if envelope and broken is None and complete:
         try:
-            info = checker.close()
+            _check_padding(report, rel, checker.close())
         except EnvelopeError as exc:
             broken = str(exc)
-        else:
-            plain = info.size - info.header_bytes - 24 - 21 * info.chunks
-            if padme(plain) != plain:
-                report.flag("unpadded", rel, "the envelope's size is not a PADMÉ size class: "
-                                             "it tells more about the length of its content")
     if broken is not None:
         report.flag("not_ciphertext", rel, f"not a valid envelope: {broken}")
     return checker.info.size
+
+
+def _check_padding(report: AuditReport, rel: str, info: EnvelopeInfo) -> None:
+    plain = info.size - info.header_bytes - 24 - 21 * info.chunks
+    if padme(plain) != plain:
+        report.flag("unpadded", rel, "the envelope's size is not a PADMÉ size class: "
+                                     "it tells more about the length of its content")
+
+
+def _check_wrapped(report: AuditReport, path: Path, rel: str, key: bytes | None, *,
+                   complete: bool = True) -> int | None:
+    """Check a stored file wrapped at rest (docs/PROTOCOL.md §11): the wrapping, and with its
+    key from the database, the envelope inside. Returns the envelope's size as the file's
+    length says it is, or None when unknown."""
+    try:
+        fd = _open_nofollow(path)
+    except OSError:
+        return None  # flagged by the byte scan
+    try:
+        wrapped_size = os.fstat(fd).st_size
+        header = os.pread(fd, WRAP_HEADER_SIZE, 0)
+        if header[:len(WRAP_MAGIC)] != WRAP_MAGIC:
+            report.flag("not_ciphertext", rel, "not a file wrapped at rest with a server key")
+            return wrapped_size
+        if not complete:
+            return None
+        try:
+            layout = Layout.for_wrapped(wrapped_size)
+        except EnvelopeError:
+            report.flag("not_ciphertext", rel, "a wrapped file cut short")
+            return wrapped_size
+        if key is None:
+            return layout.plain_size  # an unlisted file (flagged as such): no key to open it
+        checker = StructureChecker()
+        try:
+            unwrapper = Unwrapper(key, header, wrapped_size)
+            for index in range(layout.blocks):
+                length = layout.block_plain_size(index) + 16
+                offset = WRAP_HEADER_SIZE + index * WRAPPED_BLOCK_SIZE
+                checker.feed(unwrapper.open_block(index, os.pread(fd, length, offset)))
+            _check_padding(report, rel, checker.close())
+        except EnvelopeError as exc:
+            report.flag("not_ciphertext", rel, f"not a valid wrapped envelope: {exc}")
+        return layout.plain_size
+    finally:
+        os.close(fd)
 
 
 def _scan_database_bytes(report: AuditReport, path: Path, rel: str,
@@ -452,6 +503,18 @@ def _learn(report: AuditReport, conn: sqlite3.Connection, present: dict[str, lis
     return sizes
 
 
+def _wrap_keys(conn: sqlite3.Connection, present: dict[str, list[str]]
+               ) -> dict[str, dict[str, bytes]]:
+    """Each stored item's at-rest key, to look inside its wrapped file."""
+    keys: dict[str, dict[str, bytes]] = {}
+    for table in ("envelopes", "replies"):
+        if {"id", "wrap_key"} <= set(present.get(table, [])):
+            keys[table] = {str(i): bytes(k) for i, k in conn.execute(
+                f"SELECT id, wrap_key FROM {table}").fetchall()  # noqa: S608
+                if isinstance(k, bytes) and len(k) == 32}
+    return keys
+
+
 # --- the folder ------------------------------------------------------------------------------
 
 @dataclass
@@ -465,6 +528,7 @@ class _Context:
     literals: list[str] = field(default_factory=list)
     seen_files: dict[str, set[str]] = field(default_factory=lambda: {"envelopes": set(),
                                                                       "replies": set()})
+    wrap_keys: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
@@ -483,7 +547,9 @@ def _store_file(ctx: _Context, entry: os.DirEntry[str], rel: str, table: str) ->
     if not name.endswith(".srdb") or not _ID.fullmatch(stem):
         ctx.report.flag("file_name", rel, "a file name that is not a random id "
                                           "(<32 hex digits>.srdb)")
-    size = _scan_ciphertext(ctx.report, Path(entry.path), rel, envelope=True)
+    _scan_ciphertext(ctx.report, Path(entry.path), rel, envelope=False)
+    size = _check_wrapped(ctx.report, Path(entry.path), rel,
+                          ctx.wrap_keys.get(table, {}).get(stem))
     info = entry.stat(follow_symlinks=False)
     if _mtime_has_time_of_day(info):
         ctx.report.flag("file_time", rel, "the file's modification time is an exact time, "
@@ -552,7 +618,9 @@ def _classify(ctx: _Context, entry: os.DirEntry[str], rel: str) -> bool:
             return False
         report.note("upload_in_progress", rel, "the ciphertext of an upload in progress or "
                                                "interrupted (removed at the next start)")
-        _scan_ciphertext(report, Path(entry.path), rel, envelope=True, complete=False)
+        _scan_ciphertext(report, Path(entry.path), rel, envelope=False)
+        if entry.stat(follow_symlinks=False).st_size >= WRAP_HEADER_SIZE:
+            _check_wrapped(report, Path(entry.path), rel, None, complete=False)
     elif rel == "secrets/csrf.key":
         if entry.stat(follow_symlinks=False).st_size != 32:
             report.flag("unexpected_value", rel, "the CSRF key is not 32 random bytes")
@@ -621,6 +689,7 @@ def audit(data_dir: Path) -> AuditReport:
     db_dir = data_dir / "db"
     with _database_copy(db_dir) as conn:
         listed: dict[str, dict[str, int]] = {}
+        wrap_keys: dict[str, dict[str, bytes]] = {}
         if conn is None:
             report.note("database", f"db/{DB_NAME}", "no database")
         else:
@@ -632,12 +701,13 @@ def audit(data_dir: Path) -> AuditReport:
                 present = _check_schema(report, conn)
                 _check_values(report, conn, present)
                 listed = _learn(report, conn, present)
+                wrap_keys = _wrap_keys(conn, present)
             except sqlite3.DatabaseError as exc:
                 report.flag("database", f"db/{DB_NAME}", f"not a readable database ({exc})")
                 conn = None
         vocabulary, literals = _vocabulary(conn, recipients)
         ctx = _Context(data_dir, report, recipients, questionnaire, listed, vocabulary,
-                       literals)
+                       literals, wrap_keys=wrap_keys)
         _walk(ctx, data_dir, "", _classify)
     for table, rows in listed.items():
         missing = set(rows) - ctx.seen_files[table]

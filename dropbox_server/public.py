@@ -13,7 +13,6 @@ import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,6 +27,7 @@ from .appkeys import BACKEND
 from .backend import Backend, Busy, Session
 from .questionnaire import InvalidAnswers, ValidReport, triage, validate_report
 from .render import render, setup_templates
+from .storage import Storage
 from .submission import (
     BLOCK,
     FormReader,
@@ -36,6 +36,7 @@ from .submission import (
     receive_envelope,
     upload_slot,
 )
+from .wrapping import StoredFile
 
 __all__ = ["CSRF_COOKIE", "SESSION_COOKIE", "setup_routes"]
 
@@ -277,6 +278,7 @@ async def login_submit(request: web.Request) -> web.Response:
         return _problem(request, "busy", 503)
     except InvalidCode:
         return _login_page(request, status=400, error=NOT_KNOWN, code=text)
+    await backend.storage.record_visit(source.id)
     token = backend.sessions.create(source.id, source.recipient, secret_key)
     response = _redirect("/conversation")
     _set_cookie(response, SESSION_COOKIE, token)
@@ -293,22 +295,33 @@ class ReplyView:
     failed: bool = False
 
 
-def _open_reply(path: Path, key: SecretKey, size: int) -> tuple[str, int] | None:
+def _open_reply(stored: StoredFile, key: SecretKey) -> tuple[str, int] | None:
     """Decrypt a reply in memory (blocking: run in a thread); None if it cannot be opened.
     Attachment bytes are authenticated and dropped; only the message is shown."""
-    if size > MAX_REPLY_BYTES:
-        return None
-    decryptor = Decryptor([key])
-    try:
-        with path.open("rb") as handle:
-            while block := handle.read(BLOCK):
-                decryptor.feed(block)
-        manifest = decryptor.close()
-    except (OSError, EnvelopeError):
-        return None
+    with stored:
+        if stored.size > MAX_REPLY_BYTES:
+            return None
+        decryptor = Decryptor([key])
+        try:
+            for first in range(0, stored.size, BLOCK):
+                decryptor.feed(stored.read(first, min(first + BLOCK, stored.size) - 1))
+            manifest = decryptor.close()
+        except (OSError, EnvelopeError):
+            return None
     if manifest.kind != "reply":
         return None
     return manifest.message, len(manifest.attachments)
+
+
+async def _read_reply(storage: Storage, reply_id: str,
+                      key: SecretKey) -> tuple[str, int] | None:
+    try:
+        stored = await storage.open_reply(reply_id)
+    except (OSError, EnvelopeError):  # missing or damaged file
+        return None
+    if stored is None:
+        return None
+    return await asyncio.to_thread(_open_reply, stored, key)
 
 
 async def _conversation_page(request: web.Request, session: Session, *, status: int = 200,
@@ -318,8 +331,7 @@ async def _conversation_page(request: web.Request, session: Session, *, status: 
     storage = backend.storage
     replies: list[ReplyView] = []
     for row in await storage.list_replies(session.source_id):
-        opened = await asyncio.to_thread(_open_reply, storage.reply_path(row.id),
-                                         session.secret_key, row.size)
+        opened = await _read_reply(storage, row.id, session.secret_key)
         if opened is None:
             replies.append(ReplyView(row.id, row.day, not row.seen, failed=True))
         else:

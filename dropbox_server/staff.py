@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ from typing import NoReturn
 from aiohttp import web
 
 from dropbox_envelope.envelope import StructureChecker
-from dropbox_envelope.errors import EnvelopeError, LimitExceeded
+from dropbox_envelope.errors import EnvelopeError, LimitExceeded, WrappedFileCorrupted
 from dropbox_envelope.header import STANZA_X25519
 from dropbox_envelope.staffauth import (
     API_PREFIX,
@@ -44,6 +43,7 @@ from dropbox_envelope.staffauth import (
 from .appkeys import BACKEND
 from .backend import Backend
 from .storage import Upload
+from .wrapping import StoredFile
 
 __all__ = [
     "HEADER_BODY_SHA256",
@@ -162,54 +162,72 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return first, min(int(last_text), size - 1) if last_text else size - 1
 
 
-def _open_readonly(path: os.PathLike[str]) -> tuple[int, int]:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    return fd, os.fstat(fd).st_size
-
-
 async def get_envelope(request: web.Request) -> web.StreamResponse:
+    """The envelope as the client sent it: the stored file is unwrapped block by block (only the
+    blocks a range touches are read), and every byte sent has been authenticated."""
     envelope_id = _id(request, "envelope_id")
     storage = request.app[BACKEND].storage
     row = await storage.envelope(envelope_id)
     if row is None:
         _fail(web.HTTPNotFound, "no such envelope (it may have been acknowledged already)")
     try:
-        fd, size = await asyncio.to_thread(_open_readonly, storage.envelope_path(envelope_id))
+        stored = await storage.open_envelope(envelope_id)
     except FileNotFoundError:
+        stored = None
+    except WrappedFileCorrupted:
+        _fail(web.HTTPInternalServerError, "the envelope's file on the server is damaged")
+    if stored is None:
         if await storage.envelope(envelope_id) is None:  # acknowledged meanwhile
             _fail(web.HTTPNotFound, "no such envelope (it was just acknowledged)")
         _fail(web.HTTPInternalServerError, "the envelope's file is missing on the server")
     try:
-        etag = f'"sha256:{row.sha256}"'
-        headers = {"ETag": etag, "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
-        if_range = request.headers.get("If-Range")
-        wanted = request.headers.get("Range") if if_range in (None, etag) else None
-        try:
-            span = parse_range(wanted, size)
-        except RangeNotSatisfiable:
-            _fail(web.HTTPRequestRangeNotSatisfiable, "the range starts beyond the end",
-                  headers={"Content-Range": f"bytes */{size}"})
-        if span is None:
-            first, last, status = 0, size - 1, 200
-        else:
-            first, last, status = span[0], span[1], 206
-            headers["Content-Range"] = f"bytes {first}-{last}/{size}"
-        response = web.StreamResponse(status=status, headers=headers)
-        response.content_length = last - first + 1
-        await response.prepare(request)
-        position = first
-        while position <= last:
-            block = await asyncio.to_thread(os.pread, fd, min(SEND_BLOCK, last + 1 - position),
-                                            position)
-            if not block:  # the file shrank under us: break the connection, never pad
-                raise ConnectionResetError("envelope file truncated while sending")
-            await response.write(block)
-            position += len(block)
-        await response.write_eof()
-        return response
+        return await _send_envelope(request, stored, row.size, f'"sha256:{row.sha256}"')
     finally:
-        os.close(fd)
+        stored.close()
+
+
+async def _send_envelope(request: web.Request, stored: StoredFile, size: int,
+                         etag: str) -> web.StreamResponse:
+    if stored.size != size:  # e.g. a file cut short at a block boundary
+        _fail(web.HTTPInternalServerError, "the envelope's file on the server is damaged")
+    headers = {"ETag": etag, "Accept-Ranges": "bytes",
+               "Content-Type": "application/octet-stream"}
+    if_range = request.headers.get("If-Range")
+    wanted = request.headers.get("Range") if if_range in (None, etag) else None
+    try:
+        span = parse_range(wanted, size)
+    except RangeNotSatisfiable:
+        _fail(web.HTTPRequestRangeNotSatisfiable, "the range starts beyond the end",
+              headers={"Content-Range": f"bytes */{size}"})
+    if span is None:
+        first, last, status = 0, size - 1, 200
+    else:
+        first, last, status = span[0], span[1], 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    if size == 0:  # never stored (envelopes are not empty), but not a reason to fail
+        return web.Response(status=200, headers=headers)
+    # The first block is opened before anything is sent, so a damaged file is a clean 500.
+    try:
+        block = await asyncio.to_thread(stored.read, first, min(first + SEND_BLOCK, last + 1) - 1)
+    except WrappedFileCorrupted:
+        _fail(web.HTTPInternalServerError, "the envelope's file on the server is damaged")
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = last - first + 1
+    await response.prepare(request)
+    position = first
+    while True:
+        await response.write(block)
+        position += len(block)
+        if position > last:
+            break
+        try:
+            block = await asyncio.to_thread(stored.read, position,
+                                            min(position + SEND_BLOCK, last + 1) - 1)
+        except WrappedFileCorrupted:
+            # Too late for an error status: break the connection, never send unchecked bytes.
+            raise ConnectionResetError("stored envelope damaged while sending") from None
+    await response.write_eof()
+    return response
 
 
 async def ack_envelope(request: web.Request) -> web.Response:

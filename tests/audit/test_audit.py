@@ -39,11 +39,9 @@ from tests.server.forms import MULTIPART, File, code_from_receipt, multipart, re
 SECRET_TEXT = "They keep my passport and say they will call immigration if I complain."
 
 
-# Stored files' modification times are normalised by the storage work of issue 6 §4b, in
-# progress elsewhere; until it lands the audit rightly flags them ("file_time"), and the tests
-# below that are not about file times set that finding aside. test_file_times_are_normalised
-# tracks it.
-PENDING = {"file_time"}
+# Findings set aside by the tests below that are not about them (none: stored files' times are
+# normalised by storage.py, docs/PROTOCOL.md §11.4).
+PENDING: set[str] = set()
 
 
 def kinds(report: AuditReport) -> set[tuple[str, str]]:
@@ -310,15 +308,11 @@ def test_an_exact_file_time_is_flagged(folder: Path) -> None:
     assert ("file_time", f"store/envelopes/{path.name}") in kinds(audit(folder))
 
 
-@pytest.mark.xfail(strict=True, reason="pending: stored files' mtimes are normalised by "
-                                       "issue 6 section 4b (storage.py), not landed yet")
 def test_file_times_are_normalised(clean_folder: Path) -> None:
     assert audit(clean_folder).clean
 
 
 def test_command_exit_status_and_plain_words(folder: Path) -> None:
-    for path in (folder / "store").rglob("*.srdb"):
-        os.utime(path, (0, 0))  # as §4b will (see PENDING)
     status, doc = run_audit_command(folder)
     assert status == 0 and doc["clean"] is True
     (folder / "stray.txt").write_text("hello")

@@ -10,7 +10,7 @@ import pytest
 from dropbox_envelope import Encryptor
 from dropbox_envelope.keys import PublicKey
 from tests.server.conftest import LABOUR, POLICE, AgencyKeys, Client, backend_of
-from tests.server.datafolder import envelope_files, open_envelope, snapshot
+from tests.server.datafolder import envelope_files, open_envelope, snapshot, stored_bytes
 from tests.server.forms import get_csrf
 
 pytestmark = pytest.mark.asyncio
@@ -50,7 +50,7 @@ async def test_round_trip_creates_a_source(client: Client, agency_keys: AgencyKe
     assert re.fullmatch(r"\d{5}( \d{5}){4}", doc["code"])
     backend = backend_of(client)
     [path] = envelope_files(backend)
-    assert path.read_bytes() == envelope  # stored exactly as sent
+    assert stored_bytes(path) == envelope  # stored exactly as sent (wrapped at rest)
     opened = open_envelope(path, agency_keys.labour_backup)
     assert opened.manifest.message == "sealed in the browser"
     assert opened.files == [b"evidence"]

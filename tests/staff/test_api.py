@@ -13,6 +13,7 @@ from aiohttp import ClientResponse
 from dropbox_envelope.keys import SecretKey
 from dropbox_envelope.streams import decrypt
 from dropbox_server.staff import HEADER_BODY_SHA256, MAX_REPLY_BYTES
+from tests.server.datafolder import stored_bytes
 from tests.staff.conftest import (
     RECIPIENT,
     Api,
@@ -242,8 +243,8 @@ async def test_source_reply_key(api: Api) -> None:
 
 
 async def _decrypt_reply(api: Api, reply_id: str, key: SecretKey) -> str:
-    with open(api.storage.reply_path(reply_id), "rb") as handle:
-        manifest = decrypt(handle, [key], MemorySink())
+    manifest = decrypt(io.BytesIO(stored_bytes(api.storage.reply_path(reply_id))), [key],
+                       MemorySink())
     assert manifest.kind == "reply"
     return manifest.message
 

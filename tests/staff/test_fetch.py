@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from dropbox_envelope.atrest import BLOCK_SIZE, HEADER_SIZE, WRAPPED_BLOCK_SIZE, wrap
 from dropbox_envelope.keys import TEST_KDF, lock_secret_key
 from tests.staff.conftest import (
     PASSPHRASE,
@@ -44,6 +45,17 @@ def _listed_on_server(world: World) -> set[str]:
         connection.close()
 
 
+def _wrap_key(world: World, envelope_id: str) -> bytes:
+    db = world.data_dir / "db" / "dropbox.sqlite"
+    connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        [(key,)] = connection.execute("SELECT wrap_key FROM envelopes WHERE id = ?",
+                                      (envelope_id,)).fetchall()
+    finally:
+        connection.close()
+    return bytes(key)
+
+
 def _fetch(run: Run, world: World, server: str, inbox: Path, *extra: str | Path,
            identity: Path | None = None) -> Result:
     return run("fetch", "--server", server, "--identity", identity or world.staff_key_file,
@@ -74,10 +86,14 @@ def test_fetch_downloads_verifies_acknowledges_and_decrypts(
     for envelope_id, body in zip(ids, bodies, strict=True):
         assert (inbox / f"{envelope_id}.srdb").read_bytes() == body
         sidecar = json.loads((inbox / f"{envelope_id}.meta.json").read_text())
+        if envelope_id == ids[-1]:  # a returning source: its reply key, for offline replies
+            assert sidecar.pop("source_public_key").startswith("srdb1-x25519-")
         assert sidecar == {"envelope_id": envelope_id,
                            "source_id": source_id if envelope_id == ids[-1] else None,
                            "received_day": sidecar["received_day"], "recipient": RECIPIENT,
-                           "sha256": sha256(body), "size": len(body)}
+                           "sha256": sha256(body), "size": len(body),
+                           "fetched_day": sidecar["fetched_day"],
+                           "fetched_by": world.staff.public_key.fingerprint}
     assert sorted(p.name for p in inbox.iterdir() if p.name.startswith(".")) == [".fetch.lock"]
     assert _listed_on_server(world) == set()
     assert list(world.envelopes_dir.iterdir()) == []
@@ -128,9 +144,13 @@ def test_truncated_partial_download_is_resumed(
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / f".{envelope_id}.srdb.part").write_bytes(body[:half])
-    # Spoil the first half on the server: only a resumed (Range) download can still succeed.
+    # Spoil every stored block wholly before the resume point: only a resumed (Range)
+    # download, which unwraps just the blocks it sends, can still succeed.
     stored = world.envelopes_dir / f"{envelope_id}.srdb"
-    stored.write_bytes(bytes(half) + body[half:])
+    wrapped = bytearray(stored.read_bytes())
+    spoilt = (half // BLOCK_SIZE) * WRAPPED_BLOCK_SIZE
+    wrapped[HEADER_SIZE:HEADER_SIZE + spoilt] = bytes(spoilt)
+    stored.write_bytes(wrapped)
     server = start_server()
 
     result = _fetch(run, world, server, inbox, "--json")
@@ -148,9 +168,9 @@ def test_corrupted_download_is_not_acknowledged(
     ids, _ = _populate(world, bodies)
     server = start_server()
     stored = world.envelopes_dir / f"{ids[1]}.srdb"  # listed with the original SHA-256...
-    damaged = bytearray(stored.read_bytes())
-    damaged[len(damaged) // 2] ^= 0x01  # ...but now differs by one bit
-    stored.write_bytes(damaged)
+    damaged = bytearray(bodies[1])
+    damaged[len(damaged) // 2] ^= 0x01  # ...but now differs by one bit (validly wrapped)
+    stored.write_bytes(wrap(_wrap_key(world, ids[1]), bytes(damaged)))
     inbox = tmp_path / "inbox"
 
     result = _fetch(run, world, server, inbox, "--json")

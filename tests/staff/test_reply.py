@@ -4,6 +4,7 @@ derives."""
 
 from __future__ import annotations
 
+import io
 import os
 import sqlite3
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from pathlib import Path
 from dropbox_envelope.keys import SecretKey
 from dropbox_envelope.streams import decrypt
 from dropbox_server.staff import MAX_REPLY_BYTES
+from tests.server.datafolder import stored_bytes
 from tests.staff.conftest import MemorySink, Result, Run, World, create_source, open_storage
 
 
@@ -48,11 +50,11 @@ def test_reply_round_trip(world: World, start_server: Callable[[], str], run: Ru
         rows = connection.execute("SELECT id, source_id, size FROM replies").fetchall()
     finally:
         connection.close()
-    assert rows == [(reply_id, source_id, stored.stat().st_size)]
+    envelope = stored_bytes(stored)  # unwrapped with the server's key for it
+    assert rows == [(reply_id, source_id, len(envelope))]
 
     sink = MemorySink()
-    with open(stored, "rb") as handle:
-        manifest = decrypt(handle, [source_key], sink)
+    manifest = decrypt(io.BytesIO(envelope), [source_key], sink)
     assert (manifest.kind, manifest.language, manifest.message) == ("reply", "fr", message)
     assert [a.name for a in manifest.attachments] == ["form.pdf"]
     assert sink.files[0].getvalue() == attachment.read_bytes()
