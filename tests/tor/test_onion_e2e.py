@@ -205,3 +205,16 @@ def test_sighup_publishes_a_new_staff_key_without_restart(site: Site,
     with client.control() as conn:
         conn.request(f"ONION_CLIENT_AUTH_ADD {carol.service_id} {carol.control_key}")
     assert fetch(client.socks_port, f"http://{site.server.staff}/").status < 500
+
+
+def test_server_stops_when_its_tor_dies(tmp_path: Path, join_config: Path) -> None:
+    data, _keys = init_data_dir(tmp_path)
+    with ServerProcess(data, join_config) as server:
+        server.wait_published()
+        [tor_pid] = _tor_pids_using(data / "tor")
+        os.kill(tor_pid, signal.SIGKILL)  # the server's own child
+        server.proc.wait(timeout=30)
+    assert server.proc.returncode == 1
+    output = server.output()
+    assert "lost the connection to tor; the onion services are offline" in output
+    assert "Traceback" not in output
