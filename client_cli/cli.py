@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-from . import decrypt, encrypt, export, fetch, fingerprint, inbox, keygen, reply
+from . import decrypt, encrypt, export, fetch, fingerprint, inbox, keygen, reply, sourcekey
 from .errors import EXPECTED_ERRORS, describe_error
 
 __all__ = ["build_parser", "main"]
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         online.register(subparsers)
     inbox.add_parsers(subparsers)  # inbox and related
     export.add_parser(subparsers)
+    sourcekey.register(subparsers)
     return parser
 
 

@@ -5,7 +5,9 @@ safe to interrupt anywhere and run again (nothing lost, nothing twice):
 
 1. download into ``INBOX/.<id>.srdb.part`` (resumed with a Range request if it exists);
 2. check the size, the ETag and the SHA-256 of what is on disk, and fsync it;
-3. write the sidecar ``INBOX/<id>.meta.json`` (server metadata ``decrypt`` reads);
+3. write the sidecar ``INBOX/<id>.meta.json`` (server metadata ``decrypt`` reads, plus what
+   this fetch knows: the day, the staff key's fingerprint and, for an envelope from a returning
+   source, the source's reply public key, so that replies can be sealed offline);
 4. rename the part to ``INBOX/<id>.srdb`` and fsync the folder;
 5. only then acknowledge.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import os
@@ -37,6 +40,7 @@ from .progress import Progress
 from .staffapi import (
     ConnectorFactory,
     EnvelopeListing,
+    NotFound,
     ServerUnreachable,
     SignatureRejected,
     StaffApiError,
@@ -116,8 +120,8 @@ def _file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _write_sidecar(path: Path, listing: EnvelopeListing) -> None:
-    data = (json.dumps(listing.sidecar(), indent=2) + "\n").encode("ascii")
+def _write_sidecar(path: Path, listing: EnvelopeListing, extra: dict[str, Any]) -> None:
+    data = (json.dumps(listing.sidecar() | extra, indent=2) + "\n").encode("ascii")
     with contextlib.suppress(FileNotFoundError):
         if not path.is_symlink() and path.read_bytes() == data:
             return
@@ -174,9 +178,32 @@ async def _download(api: StaffClient, listing: EnvelopeListing, part: Path) -> N
                        "it was not acknowledged and will be downloaded again next time")
 
 
-async def _fetch_one(api: StaffClient, listing: EnvelopeListing,
-                     inbox: Path) -> Literal["fetched", "skipped"]:
+@dataclass
+class _Custody:
+    """What the sidecar records beyond the server's listing (see the module docstring)."""
+
+    fetched_by: str
+    source_keys: dict[str, str | None] = field(default_factory=dict)
+
+    async def sidecar_fields(self, api: StaffClient, listing: EnvelopeListing) -> dict[str, Any]:
+        extra: dict[str, Any] = {"fetched_day": dt.datetime.now(dt.UTC).date().isoformat(),
+                                 "fetched_by": self.fetched_by}
+        source_id = listing.source_id
+        if source_id is not None:
+            if source_id not in self.source_keys:  # one request per source and run
+                try:
+                    self.source_keys[source_id] = (await api.source(source_id)).public_key.encode()
+                except NotFound:  # the source is gone: nothing to reply to
+                    self.source_keys[source_id] = None
+            if self.source_keys[source_id] is not None:
+                extra["source_public_key"] = self.source_keys[source_id]
+        return extra
+
+
+async def _fetch_one(api: StaffClient, listing: EnvelopeListing, inbox: Path,
+                     custody: _Custody) -> Literal["fetched", "skipped"]:
     final, sidecar, part = _paths(inbox, listing.id)
+    extra = await custody.sidecar_fields(api, listing)
     outcome: Literal["fetched", "skipped"]
     if os.path.lexists(final):
         if _file_digest(final) != (listing.size, listing.sha256):
@@ -184,14 +211,14 @@ async def _fetch_one(api: StaffClient, listing: EnvelopeListing,
                            f"{listing.id}; it was not acknowledged. Move the file away and "
                            "fetch again.")
         outcome = "skipped"
-        _write_sidecar(sidecar, listing)
+        _write_sidecar(sidecar, listing, extra)
         fsync_dir(inbox)
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
     else:
         outcome = "fetched"
         await _download(api, listing, part)
-        _write_sidecar(sidecar, listing)  # before the envelope: decrypt expects it to exist
+        _write_sidecar(sidecar, listing, extra)  # before the envelope: decrypt expects it to exist
         os.rename(part, final)  # final does not exist, and the inbox lock is ours
         fsync_dir(inbox)
     await api.ack(listing.id)
@@ -209,12 +236,14 @@ def _report(kind: str, listing: EnvelopeListing, inbox: Path) -> None:
         print(f"already in the inbox, acknowledged: {listing.id}", flush=True)
 
 
-async def _fetch_all(api: StaffClient, inbox: Path, *, verbose: bool) -> FetchSummary:
+async def _fetch_all(api: StaffClient, inbox: Path, *, verbose: bool,
+                     fetched_by: str) -> FetchSummary:
     summary = FetchSummary(inbox)
+    custody = _Custody(fetched_by)
     listings = await api.list_envelopes()
     for listing in listings:
         try:
-            outcome = await _fetch_one(api, listing, inbox)
+            outcome = await _fetch_one(api, listing, inbox, custody)
         except (StaffApiError, CliError, OSError) as exc:
             message = describe_error(exc)
             summary.errors.append((listing.id, message))
@@ -237,7 +266,8 @@ def fetch_inbox(server_url: str, key: StaffSecretKey, inbox: Path, *,
 
     async def main() -> FetchSummary:
         async with StaffClient(server_url, key, connector=connector) as api:
-            return await _fetch_all(api, inbox, verbose=verbose)
+            return await _fetch_all(api, inbox, verbose=verbose,
+                                    fetched_by=key.public_key.fingerprint)
 
     with _inbox_lock(inbox):
         return asyncio.run(main())

@@ -23,13 +23,13 @@ from dropbox_envelope.errors import LimitExceeded
 from dropbox_envelope.keys import PublicKey, StaffSecretKey
 from dropbox_envelope.streams import AttachmentSource, encrypt
 
+from . import replyoffline as offline
 from . import tor
 from .errors import CliError
 from .staffapi import (
     MAX_REPLY_BYTES,
     ConnectorFactory,
     StaffClient,
-    add_connection_arguments,
     is_id,
     load_staff_identity,
 )
@@ -45,18 +45,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Seal a reply (a message and optional files) to the source's reply key, "
                     "which only the source's return code opens, and store it on the server "
                     f"for the source to read. A reply envelope is at most {MAX_REPLY_BYTES} "
-                    "bytes.")
-    add_connection_arguments(parser)
+                    "bytes. With --prepare, the reply is sealed offline into a file (the "
+                    "source's key comes from what fetch recorded); --send uploads that file "
+                    "from the online machine.")
+    # The connection options of add_connection_arguments, but optional: --prepare and
+    # --list-templates work offline, and run() asks for them in the other modes.
+    parser.add_argument("--server", metavar="URL",
+                        help="the staff API address, e.g. http://xxxxxxxx.onion/")
+    parser.add_argument("--identity", metavar="STAFF_KEY", type=Path,
+                        help="your staff signing secret key file (keygen --kind staff)")
+    parser.add_argument("--passphrase-file", metavar="F", type=Path,
+                        help="read the passphrase from the first line of F "
+                             "(default: ask on the terminal)")
     tor.add_arguments(parser)
-    parser.add_argument("--source", metavar="ID", required=True,
+    parser.add_argument("--source", metavar="ID",
                         help="the source ID (shown in the decrypted report's report.txt)")
-    parser.add_argument("--message-file", metavar="F", type=Path, required=True,
+    parser.add_argument("--message-file", metavar="F", type=Path,
                         help="the reply text (UTF-8); '-' reads standard input")
     parser.add_argument("--language", metavar="LANG", default="",
-                        help="language tag of the reply, e.g. en or fr")
+                        help="language tag of the reply, e.g. en or fr (with --template: "
+                             "the template's language, default en)")
     parser.add_argument("files", metavar="FILE", type=Path, nargs="*",
                         help="files to attach")
-    parser.set_defaults(func=run)
+    offline.add_arguments(parser)
+    parser.set_defaults(func=run, reply_parser=parser)
 
 
 class _BoundedBuffer:
@@ -144,14 +156,21 @@ def _check_source_id(source_id: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    mode = offline.mode_of(args)
+    if mode != "online":
+        return offline.run(args, mode)
+    problem = offline.missing(args, ("server", "identity", "source")) or \
+        offline.message_problem(args)
+    if problem:
+        return offline.usage_error(args, problem)
     _check_source_id(args.source)  # before asking for the passphrase
-    message = _read_message(args.message_file)
+    message, language = offline.message_and_language(args)
     for path in args.files:
         if not path.is_file():
             raise CliError(f"{path}: not a file")
     connector = tor.connector_from_args(args)
     key = load_staff_identity(args.identity, args.passphrase_file)
-    reply_id, size = reply(args.server, key, args.source, message, language=args.language,
+    reply_id, size = reply(args.server, key, args.source, message, language=language,
                            attachments=args.files, connector=connector)
     print(f"reply stored for source {args.source} ({size} bytes); reply ID:", file=sys.stderr)
     print(reply_id, flush=True)

@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pypdf
 import pytest
@@ -106,5 +107,6 @@ def test_photo_metadata_inside_a_pdf_is_removed() -> None:
     for secret in (images.CAMERA_MODEL, images.JPEG_COMMENT, b"Jane Reporter", b"Exif"):
         assert secret not in copy.data
     reader = pypdf.PdfReader(io.BytesIO(copy.data))
-    image = reader.pages[0]["/Resources"]["/XObject"]["/Im1"].get_object()
+    resources: Any = reader.pages[0]["/Resources"]
+    image = resources["/XObject"]["/Im1"].get_object()
     assert image._data == images.jpeg_clean()
