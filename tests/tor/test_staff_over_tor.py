@@ -5,6 +5,7 @@ registered over tor's control port), decrypted, answered with `dropbox-client re
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import subprocess
@@ -18,7 +19,8 @@ import aiohttp
 import pytest
 from aiohttp_socks import ProxyConnector
 
-from dropbox_envelope.keys import TEST_KDF, SecretKey, StaffSecretKey, lock_secret_key
+from dropbox_envelope.keys import TEST_KDF, PublicKey, SecretKey, StaffSecretKey, lock_secret_key
+from dropbox_envelope.streams import encrypt
 from dropbox_server.config import render_config
 from tests.server.forms import MULTIPART, code_from_receipt, multipart, report_parts
 from tests.tor.onion_server import ROOT, ServerProcess, staff_add, stop_quietly
@@ -33,6 +35,7 @@ _CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 class Setup:
     server: ServerProcess
     staff: Path  # the staff member's machine: keys, onion key, inbox
+    agency: PublicKey
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +62,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, tor_network: TorNetwork) -> 
     server = ServerProcess(data, join)
     try:
         server.wait_published()
-        yield Setup(server, staff)
+        yield Setup(server, staff, agency.public_key)
     finally:
         stop_quietly(server)
 
@@ -69,7 +72,8 @@ def client(*args: str | Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=180, check=False)
 
 
-async def _submit(socks_port: int, public: str, message: str) -> str:
+async def _submit(socks_port: int, public: str, message: str, sealed: bytes) -> str:
+    """The no-JS form with ``message``, then ``sealed`` as a browser-made envelope upload."""
     connector = ProxyConnector.from_url(f"socks5://127.0.0.1:{socks_port}", rdns=True)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as browser:
@@ -82,14 +86,30 @@ async def _submit(socks_port: int, public: str, message: str) -> str:
         async with browser.post(f"{public}/report", data=multipart(parts),
                                 headers={"Content-Type": MULTIPART}) as resp:
             assert resp.status == 200, await resp.text()
-            return code_from_receipt(await resp.text())
+            code = code_from_receipt(await resp.text())
+    # Another reporter, on the JavaScript path: an envelope sealed in the browser.
+    connector = ProxyConnector.from_url(f"socks5://127.0.0.1:{socks_port}", rdns=True)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as browser:
+        async with browser.get(f"{public}/report") as resp:
+            match = _CSRF.search(await resp.text())
+        assert match
+        async with browser.post(f"{public}/submit/envelope?recipient=city-police",
+                                data=io.BytesIO(sealed),
+                                headers={"Content-Type": "application/octet-stream",
+                                         "X-CSRF-Token": match.group(1)}) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["status"] == "received"
+    return code
 
 
 def test_report_fetch_decrypt_reply_through_tor(setup: Setup, tor_network: TorNetwork) -> None:
     assert tor_network.client is not None and tor_network.client.socks_port
     message = "The owner keeps our passports in the office safe."
+    sealed_message = "Sealed in the browser: the night shift is not paid either."
+    envelope = io.BytesIO()
+    encrypt(envelope, [setup.agency], message=sealed_message, language="en")
     code = asyncio.run(_submit(tor_network.client.socks_port,
-                               f"http://{setup.server.public}", message))
+                               f"http://{setup.server.public}", message, envelope.getvalue()))
     assert len(code.split()) == 5
 
     staff_tor: Node = tor_network.start_client("alicedesk")  # knows no onion keys yet
@@ -111,14 +131,16 @@ def test_report_fetch_decrypt_reply_through_tor(setup: Setup, tor_network: TorNe
     print(f"\ndropbox-client fetch through Tor (process included): "
           f"{time.monotonic() - t0:.2f} s")
     assert fetched.returncode == 0, fetched.stderr
-    [envelope] = sorted((staff / "inbox").glob("*.srdb"))
+    envelopes = sorted((staff / "inbox").glob("*.srdb"))
+    assert len(envelopes) == 2
     decrypted = client("decrypt", "--key-file", staff / "agency.key", "--passphrase-file",
                        staff / "pass.txt", "--out", staff / "reports", "--json",
                        staff / "inbox")
     assert decrypted.returncode == 0, decrypted.stderr
-    report = json.loads((staff / "reports" / envelope.stem / "report.json").read_text())
-    assert report["message"] == message
-    source_id = report["server"]["source_id"]
+    reports = [json.loads((staff / "reports" / e.stem / "report.json").read_text())
+               for e in envelopes]
+    assert sorted(r["message"] for r in reports) == sorted([message, sealed_message])
+    source_id = next(r for r in reports if r["message"] == message)["server"]["source_id"]
 
     # The key is registered now (tor keeps it in memory): reply needs no --onion-auth.
     (staff / "reply.txt").write_text("Thank you. Are you safe?")
