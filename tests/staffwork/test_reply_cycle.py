@@ -136,6 +136,12 @@ def test_prepare_offline_send_online_and_the_source_reads_it(machines: Machines,
     assert PublicKey.decode(sidecar["source_public_key"])
     assert sidecar["fetched_by"] == m.staff_key.public_key.fingerprint
 
+    # For envelopes fetched before fetch recorded keys: the key on its own, as a .pub file.
+    saved = run("source-key", *online_auth, "--source", source_id, "--out",
+                m.usb / "source.pub")
+    assert saved.code == 0, saved.err
+    assert (m.usb / "source.pub").read_text().strip() == sidecar["source_public_key"]
+
     # Carried to the offline machine (here: the same folder), decrypted there by inbox.
     listed = run("inbox", "--key-file", m.offline / "agency.key", "--passphrase-file",
                  m.offline / "pass.txt", "--json", inbox)
@@ -160,7 +166,8 @@ def test_prepare_offline_send_online_and_the_source_reads_it(machines: Machines,
     assert carried["sealed_to_fingerprint"] == \
         PublicKey.decode(sidecar["source_public_key"]).fingerprint
     assert "salvo" not in (m.usb / "reply.srdb.json").read_text()  # no plaintext carried
-    assert sorted(p.name for p in m.usb.iterdir()) == ["reply.srdb", "reply.srdb.json"]
+    assert sorted(p.name for p in m.usb.iterdir()) == ["reply.srdb", "reply.srdb.json",
+                                                       "source.pub"]
 
     # A changed file is refused before anything is sent.
     tampered = m.usb / "tampered.srdb"
@@ -177,9 +184,15 @@ def test_prepare_offline_send_online_and_the_source_reads_it(machines: Machines,
     twice = run("reply", "--send", reply_file, *online_auth)
     assert twice.code == 1 and "already sent" in twice.err
 
-    # The source reads it.
+    # The online reply command is unchanged, and takes templates too.
+    online_reply = run("reply", *online_auth, "--source", source_id, "--template", "received",
+                       "--language", "fr")
+    assert online_reply.code == 0, online_reply.err
+
+    # The source reads both.
     page = asyncio.run(_conversation(m.public, code))
     assert "¿Está usted a salvo ahora? Si está en peligro, llame al 999 si puede." in page
+    assert "Merci, nous avons bien reçu votre signalement." in page
 
 
 def test_prepare_needs_a_recorded_key_and_refuses_conflicting_records(
