@@ -424,6 +424,8 @@ def render_html(bundle: Bundle) -> str:
         rows = []
         for a in d["answers"]:
             label = _e(a["question_en"] or f"({a['question_id']}: not in the questionnaire)")
+            if a["section"]:
+                label = f'<span class="note">{_e(a["section"])}</span><br>{label}'
             if a["question_reporter_language"]:
                 label += f'<br><span class="note" dir="auto">' \
                          f'{_e(a["question_reporter_language"])}</span>'
