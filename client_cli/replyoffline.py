@@ -33,7 +33,7 @@ from dropbox_envelope.header import HeaderParser
 from dropbox_envelope.keys import PublicKey, StaffSecretKey
 
 from . import tor
-from .errors import CliError, one_line
+from .errors import CliError, describe_error, one_line
 from .fsutil import fsync_dir, refuse_existing, write_new_file
 from .keyfiles import load_encryption_key
 from .replytemplates import load_templates
@@ -269,8 +269,12 @@ def send_prepared(server_url: str, key: StaffSecretKey, envelope_path: Path, *,
     reply_id = asyncio.run(main())
     record = {"reply_id": reply_id, "source_id": source_id,
               "sent_day": (today or dt.datetime.now(dt.UTC).date()).isoformat()}
-    write_new_file(Path(str(envelope_path) + SENT_SUFFIX),
-                   (json.dumps(record, indent=2) + "\n").encode("ascii"))
+    try:
+        write_new_file(Path(str(envelope_path) + SENT_SUFFIX),
+                       (json.dumps(record, indent=2) + "\n").encode("ascii"))
+    except OSError as exc:
+        raise CliError(f"the reply was stored (reply ID {reply_id}), but recording that it "
+                       f"was sent failed: {describe_error(exc)}. Do not send it again.") from None
     return source_id, reply_id
 
 
