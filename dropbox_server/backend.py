@@ -23,7 +23,8 @@ from dropbox_envelope.staffauth import NonceCache
 
 from .config import Config
 from .questionnaire import DEFAULT_QUESTIONNAIRE, Questionnaire, load_questionnaire
-from .storage import Storage
+from .retention import Maintenance
+from .storage import Clock, Storage, utc_today
 
 __all__ = ["Backend", "Busy", "Session"]
 
@@ -96,9 +97,10 @@ class Sessions:
 
 
 class Backend:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Clock = utc_today) -> None:
         self.config = config
-        self.storage = Storage(config.data_dir)
+        self.storage = Storage(config.data_dir, clock=clock)
+        self.maintenance = Maintenance(self.storage, config.limits, clock=clock)
         self.sessions = Sessions(config.limits.session_minutes)
         self.nonces = NonceCache()
         self.started_at = int(time.time())
@@ -116,6 +118,11 @@ class Backend:
                 self.questionnaire = await asyncio.to_thread(
                     load_questionnaire, self.config.questionnaire or DEFAULT_QUESTIONNAIRE)
                 await self.storage.open()
+                try:
+                    await self.maintenance.start()  # expiry before serving, then daily
+                except BaseException:
+                    await self.storage.close()
+                    raise
                 self._csrf_key = await asyncio.to_thread(self._load_csrf_key)
                 self.code_workers = CodeWorkers(self.config.limits.code_workers,
                                                 self.config.limits.code_queue)
@@ -125,6 +132,7 @@ class Backend:
         async with self._lock:
             self._users -= 1
             if self._users == 0:
+                await self.maintenance.stop()
                 await self.storage.close()
                 if self.code_workers is not None:
                     self.code_workers.shutdown()

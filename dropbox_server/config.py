@@ -48,6 +48,9 @@ class Limits:
     code_queue: int = 32
     session_minutes: int = 30
     staff_signature_window: int = 300
+    # Retention (dropbox_server.retention): not limits strictly, but [server] integers too.
+    source_retention_days: int = 90
+    unfetched_warning_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ def load_config(data_dir: Path) -> Config:
         if any(r.id == rid for r in recipients):
             raise ConfigError(f"{where}: recipient id {rid!r} is used twice")
         recipients.append(Recipient(rid, name, _str(entry, "description", where), tuple(parsed)))
+    if limits.source_retention_days < 1:
+        raise ConfigError(f"{path}: [server] source_retention_days must be at least 1")
     if not recipients:
         raise ConfigError(f"{path}: no [[recipient]] configured; reports would have nowhere to go")
     staff: list[StaffMember] = []
@@ -226,6 +231,12 @@ def render_config(recipients: list[tuple[str, str, list[str]]],
         f"code_queue = {d.code_queue}",
         f"session_minutes = {d.session_minutes}",
         f"staff_signature_window = {d.staff_signature_window}",
+        "# A source (someone with a return code) who has not logged in for this many days is",
+        "# deleted with the replies to them, unless a report of theirs still waits to be",
+        "# fetched. Reports themselves are never deleted until staff fetch them; the log warns",
+        "# daily about reports waiting unfetched_warning_days or more.",
+        f"source_retention_days = {d.source_retention_days}",
+        f"unfetched_warning_days = {d.unfetched_warning_days}",
         "# Questionnaire file (JSON); empty = the built-in one.",
         'questionnaire = ""',
         "",

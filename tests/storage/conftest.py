@@ -1,0 +1,10 @@
+"""Fixtures for the storage tests: the staff tests' data folder (``world``), in-process staff API
+(``api``) and server process (``start_server``), and the public site's agency keys, reused as
+they are."""
+
+from __future__ import annotations
+
+from tests.server.conftest import agency_keys
+from tests.staff.conftest import api, run, start_server, world
+
+__all__ = ["agency_keys", "api", "run", "start_server", "world"]
