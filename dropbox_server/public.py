@@ -25,8 +25,9 @@ from dropbox_envelope.keys import SecretKey
 
 from .appkeys import BACKEND
 from .backend import Backend, Busy, Session
+from .i18n import LANGUAGES, N_, Message
 from .questionnaire import InvalidAnswers, ValidReport, triage, validate_report
-from .render import render, setup_templates
+from .render import gettext_for, page_language, render, setup_templates
 from .storage import Storage
 from .submission import (
     BLOCK,
@@ -45,7 +46,16 @@ SESSION_COOKIE = "srdb_session"
 CSRF_HEADER = "X-CSRF-Token"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
 _REPLY_ID = re.compile(r"[0-9a-f]{32}")
-NOT_KNOWN = "This return code is not known here. Check each digit."
+NOT_KNOWN = Message(N_("This return code is not known here. Check each digit."))
+# What parse_code says, as catalog entries (dropbox_envelope stays free of gettext).
+_CODE_MESSAGES = {
+    "This return code is too long. It has 25 digits.":
+        N_("This return code is too long. It has 25 digits."),
+    "A return code has only digits (0-9).": N_("A return code has only digits (0-9)."),
+    "This return code has a typing mistake. Check each digit.":
+        N_("This return code has a typing mistake. Check each digit."),
+}
+_WRONG_LENGTH = N_("A return code has 25 digits; this one has %(count)s.")
 MAX_SMALL_FORM = 4096  # bytes: login, delete, logout
 MAX_REPLY_BYTES = 16 * 1024 * 1024  # replies larger than this are not opened in the page
 # Multipart framing and text fields on top of the files; anything announcing more than this
@@ -54,18 +64,27 @@ FORM_OVERHEAD = 1024 * 1024
 
 
 def setup_routes(app: web.Application) -> None:
+    """Every page at its plain address and under each language prefix (``/es/report``): the
+    prefix is how a chosen language is remembered, without a cookie."""
     setup_templates(app)
     r = app.router
+    prefix = "/{lang:" + "|".join(lang.code for lang in LANGUAGES) + "}"
     r.add_get("/", index, name="index")
-    r.add_get("/report", report_form, name="report")
-    r.add_post("/report", report_submit)
-    r.add_get("/login", login_form, name="login")
-    r.add_post("/login", login_submit)
-    r.add_get("/conversation", conversation, name="conversation")
-    r.add_post("/conversation/send", conversation_send)
-    r.add_post("/conversation/delete-reply", delete_reply)
-    r.add_post("/logout", logout)
-    r.add_post("/submit/envelope", submit_envelope)
+    r.add_get(prefix, index)
+    r.add_get(prefix + "/", index)
+    for path, get, post in (
+            ("/report", report_form, report_submit),
+            ("/login", login_form, login_submit),
+            ("/conversation", conversation, None),
+            ("/conversation/send", None, conversation_send),
+            ("/conversation/delete-reply", None, delete_reply),
+            ("/logout", None, logout),
+            ("/submit/envelope", None, submit_envelope)):
+        for route in (path, prefix + path):
+            if get is not None:
+                r.add_get(route, get, name=path.strip("/") if route == path else None)
+            if post is not None:
+                r.add_post(route, post)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -75,9 +94,10 @@ def _set_cookie(response: web.StreamResponse, name: str, value: str) -> None:
     response.set_cookie(name, value, path="/", httponly=True, samesite="Strict")
 
 
-def _redirect(location: str) -> web.Response:
-    """303 See Other: after a POST, the browser loads ``location`` with GET."""
-    return web.Response(status=303, headers={"Location": location})
+def _redirect(request: web.Request, location: str) -> web.Response:
+    """303 See Other: after a POST, the browser loads ``location`` (in the request's chosen
+    language) with GET."""
+    return web.Response(status=303, headers={"Location": page_language(request).url(location)})
 
 
 def _csrf_cookie(request: web.Request) -> str | None:
@@ -222,7 +242,7 @@ async def report_submit(request: web.Request) -> web.Response:
 
 def _validate(backend: Backend, form: FormReader) -> ValidReport:
     limits = backend.config.limits
-    errors: dict[str, str] = {}
+    errors: dict[str, Message] = {}
     report = ValidReport("", "en", {})
     try:
         report = validate_report(backend.questionnaire, form.fields,
@@ -231,7 +251,7 @@ def _validate(backend: Backend, form: FormReader) -> ValidReport:
     except InvalidAnswers as exc:
         errors.update(exc.errors)
     if form.recipient is None:
-        errors["recipient"] = "Choose who should receive your report."
+        errors["recipient"] = Message(N_("Choose who should receive your report."))
     if errors:
         raise Rejected(400, "invalid", errors)
     return report
@@ -258,12 +278,12 @@ async def login_submit(request: web.Request) -> web.Response:
         return _problem(request, "csrf", 403)
     text = _first(fields, "code")
     if len(text) > MAX_CODE_INPUT:
-        return _login_page(request, status=400, error="This return code is too long. It has "
-                                                      "25 digits.")
+        return _login_page(request, status=400,
+                           error=Message(N_("This return code is too long. It has 25 digits.")))
     try:
         code = parse_code(text)
     except InvalidCode as exc:
-        return _login_page(request, status=400, error=str(exc), code=text)
+        return _login_page(request, status=400, error=_code_problem(str(exc), text), code=text)
     source = await backend.storage.source_by_locator(code.locator)
     try:
         if source is None:
@@ -280,9 +300,18 @@ async def login_submit(request: web.Request) -> web.Response:
         return _login_page(request, status=400, error=NOT_KNOWN, code=text)
     await backend.storage.record_visit(source.id)
     token = backend.sessions.create(source.id, source.recipient, secret_key)
-    response = _redirect("/conversation")
+    response = _redirect(request, "/conversation")
     _set_cookie(response, SESSION_COOKIE, token)
     return response
+
+
+def _code_problem(problem: str, text: str) -> Message:
+    """What was wrong with a typed code, as a message that can be translated."""
+    if problem in _CODE_MESSAGES:
+        return Message(_CODE_MESSAGES[problem])
+    if problem.startswith("A return code has 25 digits"):
+        return Message(_WRONG_LENGTH, count=sum(c.isdigit() for c in text))
+    return Message(N_("This return code is not valid. Check each digit."))
 
 
 @dataclass(frozen=True)
@@ -346,7 +375,7 @@ async def _conversation_page(request: web.Request, session: Session, *, status: 
 async def conversation(request: web.Request) -> web.StreamResponse:
     session = _session(request)
     if session is None:
-        return _redirect("/login")
+        return _redirect(request, "/login")
     return await _conversation_page(request, session)
 
 
@@ -384,8 +413,8 @@ async def conversation_send(request: web.Request) -> web.StreamResponse:
                 except InvalidAnswers as exc:
                     raise Rejected(400, "invalid", exc.errors) from None
                 if not report.message and not form.attachments:
-                    raise Rejected(400, "invalid", {"message": "Write a message or choose a "
-                                                               "file to send."})
+                    raise Rejected(400, "invalid", {"message": Message(N_(
+                        "Write a message or choose a file to send."))})
                 form.seal(report)
                 await form.commit(session.source_id)
     except Rejected as exc:
@@ -395,7 +424,7 @@ async def conversation_send(request: web.Request) -> web.StreamResponse:
                 message=_first(form.fields, "message"),
                 files_lost=bool(form.attachments) or "attachments" in exc.errors)
         return _problem(request, exc.reason, exc.status)
-    return _redirect("/conversation?sent=1")
+    return _redirect(request, "/conversation?sent=1")
 
 
 async def delete_reply(request: web.Request) -> web.StreamResponse:
@@ -413,7 +442,7 @@ async def delete_reply(request: web.Request) -> web.StreamResponse:
     if not _REPLY_ID.fullmatch(reply_id):
         return _problem(request, "malformed", 400)
     await backend.storage.delete_reply(session.source_id, reply_id)
-    return _redirect("/conversation")
+    return _redirect(request, "/conversation")
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -425,27 +454,32 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if not backend.csrf_ok(_csrf_cookie(request), _first(fields, "csrf")):
         return _problem(request, "csrf", 403)
     backend.sessions.end(request.cookies.get(SESSION_COOKIE))
-    response = _redirect("/")
+    response = _redirect(request, "/")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 # -- envelopes sealed in the browser ---------------------------------------------------------
 
+# Shown by the page's script; in the language of the address the envelope was sent to
+# (``/es/submit/envelope``, or ``?lang=es``).
 _ENVELOPE_ERRORS = {
-    "unsupported": "Send the envelope as application/octet-stream.",
-    "csrf": "The form has expired. Reload the page and try again.",
-    "unknown_recipient": "Choose who should receive your report.",
-    "wrong_session": "While you are signed in, information goes to the agency of your report.",
-    "busy": "The service is busy. Please try again in a minute.",
-    "too_large": "The report is too large.",
-    "malformed": "The envelope is damaged or incomplete. Nothing was saved.",
-    "wrong_recipients": "The envelope is not sealed to this agency's keys.",
+    "unsupported": N_("The report was sent in a way this site does not accept. Nothing was "
+                      "saved."),
+    "csrf": N_("The form has expired. Reload the page and try again."),
+    "unknown_recipient": N_("Choose who should receive your report."),
+    "wrong_session": N_("While you are signed in, information goes to the agency of your "
+                        "report."),
+    "busy": N_("The service is busy. Please try again in a minute."),
+    "too_large": N_("The report is too large."),
+    "malformed": N_("The report arrived damaged or incomplete. Nothing was saved."),
+    "wrong_recipients": N_("The report is not locked for this agency. Nothing was saved."),
 }
 
 
-def _json_error(reason: str, status: int) -> web.Response:
-    return web.json_response({"error": _ENVELOPE_ERRORS[reason]}, status=status)
+def _json_error(request: web.Request, reason: str, status: int) -> web.Response:
+    text = gettext_for(request)(_ENVELOPE_ERRORS[reason])
+    return web.json_response({"error": text, "reason": reason}, status=status)
 
 
 async def submit_envelope(request: web.Request) -> web.Response:
@@ -476,9 +510,9 @@ async def submit_envelope(request: web.Request) -> web.Response:
                 upload.discard()
                 raise
     except Busy:
-        return _json_error("busy", 503)
+        return _json_error(request, "busy", 503)
     except Rejected as exc:
-        return _json_error(exc.reason, exc.status)
+        return _json_error(request, exc.reason, exc.status)
     if source is None:
         return web.json_response({"status": "received"})
     return web.json_response({"status": "received", "code": source.code.display()})

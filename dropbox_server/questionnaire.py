@@ -13,10 +13,20 @@ File format (``"format": 1``)::
                                   "label": "...", "hint": "...", "required": false,
                                   "max_chars": 500,
                                   "options": [{"id": "...", "label": "...", "hint": "...",
-                                               "indicator": "...", "urgent": false}]}]}]}
+                                               "indicator": "...", "urgent": false,
+                                               "icon": "..."}]}]}]}
 
 Keys starting with ``_`` are comments and ignored anywhere. Any other unknown key is an error, so
-that a typo ("requried") is caught at start-up rather than silently ignored.
+that a typo ("requried") is caught at start-up rather than silently ignored. ``icon`` names a
+picture shown next to the option: one of the files ``static/icons/<name>.svg``.
+
+Translations. A file ``questionnaire.json`` may have translations beside it, one file per
+language: ``questionnaire.es.json``, ``questionnaire.ar.json``... Each is a copy of the main file
+with the same ``id``, its own ``language``, and every text (titles, intros, labels, hints)
+translated. Everything else (ids, types, ``required``, ``max_chars``, options, ``indicator``,
+``urgent``, ``icon``) must be exactly the same as in the main file, and a text given in one
+must be given in the other: start-up fails and names the first difference otherwise. The form
+is shown in the visitor's language when a translation exists, else in the main file's language.
 """
 
 from __future__ import annotations
@@ -25,14 +35,16 @@ import datetime as dt
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .i18n import N_, Message
 
 __all__ = [
     "DEFAULT_QUESTIONNAIRE",
+    "ICONS_DIR",
     "QUESTION_TYPES",
     "RESERVED_FIELDS",
     "InvalidAnswers",
@@ -42,7 +54,9 @@ __all__ = [
     "QuestionnaireError",
     "Section",
     "ValidReport",
+    "check_translation",
     "load_questionnaire",
+    "load_translation",
     "parse_questionnaire",
     "triage",
     "validate_answers",
@@ -52,6 +66,7 @@ __all__ = [
 ]
 
 DEFAULT_QUESTIONNAIRE = Path(__file__).with_name("questionnaire.json")
+ICONS_DIR = Path(__file__).with_name("static") / "icons"
 FORMAT = 1
 QUESTION_TYPES = ("checkboxes", "radio", "text", "textarea", "date")
 # Form fields the site itself uses; a question may not take one of these names.
@@ -59,6 +74,7 @@ RESERVED_FIELDS = frozenset({"csrf", "recipient", "message", "language", "attach
                              "reply"})
 MAX_LANGUAGE_CHARS = 35  # as in the envelope manifest
 _ID = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_ICON = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _NEWLINES = re.compile(r"\r\n?")
@@ -72,10 +88,11 @@ class InvalidAnswers(ValueError):
     """What a person sent does not fit the form.
 
     ``errors`` maps a field name to a message written for that person (shown next to the field);
-    the key ``""`` holds problems with the form as a whole.
+    the key ``""`` holds problems with the form as a whole. Each message is a
+    :class:`~dropbox_server.i18n.Message`: English text that pages show translated.
     """
 
-    def __init__(self, errors: Mapping[str, str]) -> None:
+    def __init__(self, errors: Mapping[str, Message]) -> None:
         super().__init__("; ".join(f"{k or 'form'}: {v}" for k, v in errors.items()))
         self.errors = dict(errors)
 
@@ -87,6 +104,7 @@ class Option:
     hint: str = ""
     indicator: str = ""  # ILO forced-labour indicator or abuse category, for the agency's triage
     urgent: bool = False  # choosing it marks the report as urgent
+    icon: str = ""  # a picture next to the option, for people who read with difficulty
 
 
 @dataclass(frozen=True)
@@ -119,10 +137,23 @@ class Questionnaire:
     id: str
     language: str
     sections: tuple[Section, ...]
+    # The same questionnaire in other languages, by language tag (see the module docstring).
+    translations: Mapping[str, Questionnaire] = field(default_factory=dict, compare=False,
+                                                      repr=False)
 
     @property
     def questions(self) -> tuple[Question, ...]:
         return tuple(q for s in self.sections for q in s.questions)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return (self.language, *sorted(self.translations))
+
+    def in_language(self, language: str) -> Questionnaire:
+        """This questionnaire in ``language`` if translated, else in its own language."""
+        if language == self.language:
+            return self
+        return self.translations.get(language, self)
 
     def question(self, question_id: str) -> Question | None:
         return next((q for q in self.questions if q.id == question_id), None)
@@ -131,7 +162,30 @@ class Questionnaire:
 # -- loading ----------------------------------------------------------------------------------
 
 def load_questionnaire(path: Path = DEFAULT_QUESTIONNAIRE) -> Questionnaire:
-    """Read and validate a questionnaire file; raises :class:`QuestionnaireError`."""
+    """Read and validate a questionnaire file and every translation beside it
+    (``<name>.<language>.json``); raises :class:`QuestionnaireError`."""
+    main = _load_file(path)
+    translations: dict[str, Questionnaire] = {}
+    for other in sorted(path.parent.glob(f"{path.stem}.*{path.suffix}")):
+        tag = other.name[len(path.stem) + 1:-len(path.suffix)]
+        if not _LANGUAGE.fullmatch(tag):
+            continue
+        translation = load_translation(main, other)
+        if translation.language != tag:
+            raise QuestionnaireError(f"{other}: 'language' is {translation.language!r}, but the "
+                                     f"file name says {tag!r}")
+        translations[tag] = translation
+    return replace(main, translations=translations)
+
+
+def load_translation(main: Questionnaire, path: Path) -> Questionnaire:
+    """Read a translation of ``main`` and check that only its texts differ."""
+    translation = _load_file(path)
+    check_translation(main, translation, str(path))
+    return translation
+
+
+def _load_file(path: Path) -> Questionnaire:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -161,6 +215,46 @@ def parse_questionnaire(doc: Any, where: str = "questionnaire") -> Questionnaire
     _unique([s.id for s in sections], where, "section id")
     _unique([q.id for s in sections for q in s.questions], where, "question id")
     return Questionnaire(qid, language, sections)
+
+
+def check_translation(main: Questionnaire, other: Questionnaire, where: str) -> None:
+    """Raise :class:`QuestionnaireError` naming the first place where ``other`` is not a
+    translation of ``main``: the same structure, a text wherever ``main`` has one."""
+    if other.id != main.id:
+        raise QuestionnaireError(f"{where}: 'id' must be {main.id!r}, as in the main file")
+    if other.language == main.language:
+        raise QuestionnaireError(f"{where}: a translation needs its own 'language'")
+    if len(other.sections) != len(main.sections):
+        raise QuestionnaireError(f"{where}: it has {len(other.sections)} sections, the main "
+                                 f"file {len(main.sections)}")
+    for i, (a, b) in enumerate(zip(main.sections, other.sections, strict=True)):
+        here = f"{where}: sections[{i}] ({a.id})"
+        _same(here, "id", a.id, b.id)
+        _same_presence(here, "intro", a.intro, b.intro)
+        _same(here, "number of questions", len(a.questions), len(b.questions))
+        for j, (qa, qb) in enumerate(zip(a.questions, b.questions, strict=True)):
+            there = f"{here}.questions[{j}] ({qa.id})"
+            for key in ("id", "type", "required", "max_chars"):
+                _same(there, key, getattr(qa, key), getattr(qb, key))
+            _same_presence(there, "hint", qa.hint, qb.hint)
+            _same(there, "number of options", len(qa.options), len(qb.options))
+            for k, (oa, ob) in enumerate(zip(qa.options, qb.options, strict=True)):
+                place = f"{there}.options[{k}] ({oa.id})"
+                for key in ("id", "indicator", "urgent", "icon"):
+                    _same(place, key, getattr(oa, key), getattr(ob, key))
+                _same_presence(place, "hint", oa.hint, ob.hint)
+
+
+def _same(where: str, key: str, expected: Any, found: Any) -> None:
+    if expected != found:
+        raise QuestionnaireError(f"{where}: {key} is {found!r} here but {expected!r} in the main "
+                                 "file; a translation changes only texts")
+
+
+def _same_presence(where: str, key: str, expected: str, found: str) -> None:
+    if bool(expected.strip()) != bool(found.strip()):
+        missing = "missing" if expected.strip() else "not in the main file"
+        raise QuestionnaireError(f"{where}: {key!r} is {missing}")
 
 
 def _section(doc: Any, where: str) -> Section:
@@ -211,14 +305,19 @@ def _question(doc: Any, where: str) -> Question:
 
 
 def _option(doc: Any, where: str) -> Option:
-    obj = _object(doc, where, required={"id", "label"}, optional={"hint", "indicator", "urgent"})
+    obj = _object(doc, where, required={"id", "label"},
+                  optional={"hint", "indicator", "urgent", "icon"})
     oid = _identifier(obj, where)
     where = f"{where} ({oid})"
     urgent = obj.get("urgent", False)
     if not isinstance(urgent, bool):
         raise QuestionnaireError(f"{where}: 'urgent' must be true or false")
+    icon = _text(obj, "icon", where)
+    if icon and not (_ICON.fullmatch(icon) and (ICONS_DIR / f"{icon}.svg").is_file()):
+        raise QuestionnaireError(f"{where}: there is no icon {icon!r} (the icons are the files "
+                                 f"in {ICONS_DIR})")
     return Option(oid, _text(obj, "label", where, required=True), _text(obj, "hint", where),
-                  _text(obj, "indicator", where), urgent)
+                  _text(obj, "indicator", where), urgent, icon)
 
 
 def _object(doc: Any, where: str, *, required: set[str],
@@ -286,40 +385,44 @@ def validate_answers(questionnaire: Questionnaire, fields: Mapping[str, Sequence
     (checkboxes), one option id (radio), or text (text, textarea, date); unanswered questions
     are left out. Raises :class:`InvalidAnswers`.
     """
-    errors: dict[str, str] = {}
+    errors: dict[str, Message] = {}
     answers: dict[str, Any] = {}
     for name in fields:
         if questionnaire.question(name) is None:
-            errors.setdefault("", f"The form contained a field this site does not know "
-                                  f"({name[:40]!r}). Reload the page and try again.")
+            errors.setdefault("", Message(N_("The form contained a field this site does not know "
+                                             "(%(name)s). Reload the page and try again."),
+                                          name=repr(name[:40])))
     for q in questionnaire.questions:
         values = list(fields.get(q.id, ()))
         if q.type == "checkboxes":
             chosen = set(values)
             if any(q.option(v) is None for v in chosen):
-                errors[q.id] = "Choose only from the options shown."
+                errors[q.id] = Message(N_("Choose only from the options shown."))
             elif chosen:
                 answers[q.id] = [o.id for o in q.options if o.id in chosen]
         elif len(values) > 1:
-            errors[q.id] = "This answer was sent more than once. Reload the page and try again."
+            errors[q.id] = Message(N_("This answer was sent more than once. Reload the page and "
+                                      "try again."))
         elif q.type == "radio":
             value = values[0] if values else ""
             if value and q.option(value) is None:
-                errors[q.id] = "Choose one of the options shown."
+                errors[q.id] = Message(N_("Choose one of the options shown."))
             elif value:
                 answers[q.id] = value
         else:
             text = _normalise(values[0]).strip() if values else ""
             limit = min(q.max_chars or max_field_chars, max_field_chars)
             if len(text) > limit:
-                errors[q.id] = f"This answer is too long: please use at most {limit} characters."
+                errors[q.id] = Message(N_("This answer is too long: please use at most "
+                                          "%(limit)s characters."), limit=limit)
             elif q.type == "date" and text and not _valid_date(text):
-                errors[q.id] = "Write the date as year-month-day, for example 2024-03-31."
+                errors[q.id] = Message(N_("Write the date as year-month-day, for example "
+                                          "2024-03-31."))
             elif text:
                 answers[q.id] = text
         if q.required and q.id not in answers and q.id not in errors:
-            errors[q.id] = ("Please tick at least one box." if q.type == "checkboxes"
-                            else "Please answer this question.")
+            errors[q.id] = Message(N_("Please tick at least one box.") if q.type == "checkboxes"
+                                   else N_("Please answer this question."))
     if errors:
         raise InvalidAnswers(errors)
     return answers
@@ -339,16 +442,17 @@ def validate_message(text: str, *, max_chars: int) -> str:
     """The free-text account, newlines normalised; raises :class:`InvalidAnswers`."""
     message = _normalise(text).strip()
     if len(message) > max_chars:
-        raise InvalidAnswers({"message": f"Your message is too long: please use at most "
-                                         f"{max_chars} characters, or attach it as a file."})
+        raise InvalidAnswers({"message": Message(N_(
+            "Your message is too long: please use at most %(limit)s characters, or attach it "
+            "as a file."), limit=max_chars)})
     return message
 
 
 def validate_language(text: str) -> str:
     """The language tag the person used the form in; raises :class:`InvalidAnswers`."""
     if len(text) > MAX_LANGUAGE_CHARS or not _LANGUAGE.fullmatch(text):
-        raise InvalidAnswers({"": "The form's language setting is not valid. Reload the page "
-                                  "and try again."})
+        raise InvalidAnswers({"": Message(N_("The form's language setting is not valid. Reload "
+                                             "the page and try again."))})
     return text
 
 
@@ -361,13 +465,13 @@ def validate_report(questionnaire: Questionnaire | None, fields: Mapping[str, Se
     Without a questionnaire (sending more information later), only ``message`` and ``language``
     are accepted. Raises :class:`InvalidAnswers`.
     """
-    errors: dict[str, str] = {}
+    errors: dict[str, Message] = {}
     rest = {k: v for k, v in fields.items() if k not in ("message", "language")}
     message, language, answers = "", default_language, {}
     for name in ("message", "language"):
         if len(fields.get(name, ())) > 1:
-            errors.setdefault("", "Part of the form was sent more than once. Reload the page "
-                                  "and try again.")
+            errors.setdefault("", Message(N_("Part of the form was sent more than once. Reload "
+                                             "the page and try again.")))
     try:
         message = validate_message(next(iter(fields.get("message", ())), ""),
                                    max_chars=max_message_chars)
@@ -384,8 +488,8 @@ def validate_report(questionnaire: Questionnaire | None, fields: Mapping[str, Se
             for key, value in exc.errors.items():
                 errors.setdefault(key, value)
     elif rest:
-        errors.setdefault("", "The form contained a field this site does not know. Reload the "
-                              "page and try again.")
+        errors.setdefault("", Message(N_("The form contained a field this site does not know. "
+                                         "Reload the page and try again.")))
     if errors:
         raise InvalidAnswers(errors)
     return ValidReport(message, language, answers)
