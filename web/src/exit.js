@@ -8,6 +8,7 @@
   var PRESSES = 3;
   var WINDOW_MS = 2000;
   var presses = [];
+  var leaving = false;
 
   function exitUrl() {
     var link = document.querySelector("a.quick-exit");
@@ -16,18 +17,31 @@
 
   function quickExit(event) {
     if (event) event.preventDefault();
+    leaving = true;
     // Blank the page at once, so nothing stays on screen while the other site loads.
     document.documentElement.style.visibility = "hidden";
     document.title = "";
     window.location.replace(exitUrl());
   }
 
+  function isEscape(event) {
+    return event.key === "Escape" || event.key === "Esc";
+  }
+
   document.addEventListener("keydown", function (event) {
-    if (event.key !== "Escape" && event.key !== "Esc") return;
+    if (!isEscape(event)) return;
+    // Once leaving, more presses must not reach the browser: Esc also stops a page load.
+    if (leaving) {
+      event.preventDefault();
+      return;
+    }
     var now = Date.now();
     presses = presses.filter(function (t) { return now - t < WINDOW_MS; });
     presses.push(now);
     if (presses.length >= PRESSES) quickExit(event);
+  });
+  document.addEventListener("keyup", function (event) {
+    if (leaving && isEscape(event)) event.preventDefault();
   });
 
   function ready() {
