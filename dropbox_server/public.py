@@ -184,14 +184,15 @@ async def index(request: web.Request) -> web.Response:
 
 def _report_page(request: web.Request, *, status: int = 200,
                  values: Mapping[str, Sequence[str]] | None = None,
-                 errors: Mapping[str, str] | None = None, recipient: str = "",
+                 errors: Mapping[str, Message] | None = None, recipient: str = "",
                  files_lost: bool = False) -> web.Response:
     backend = request.app[BACKEND]
     recipients = backend.config.recipients
     if not recipient and len(recipients) == 1:
         recipient = recipients[0].id
+    questionnaire = backend.questionnaire.in_language(page_language(request).code)
     return _form_page(request, "report.html", status=status, recipients=recipients,
-                      questionnaire=backend.questionnaire, values=values or {},
+                      questionnaire=questionnaire, values=values or {},
                       errors=errors or {}, chosen_recipient=recipient, files_lost=files_lost,
                       **_limits_context(backend))
 
@@ -354,7 +355,7 @@ async def _read_reply(storage: Storage, reply_id: str,
 
 
 async def _conversation_page(request: web.Request, session: Session, *, status: int = 200,
-                             errors: Mapping[str, str] | None = None, message: str = "",
+                             errors: Mapping[str, Message] | None = None, message: str = "",
                              files_lost: bool = False) -> web.Response:
     backend = request.app[BACKEND]
     storage = backend.storage

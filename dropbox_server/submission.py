@@ -27,6 +27,7 @@ from dropbox_envelope.manifest import MAX_NAME_CHARS
 
 from .backend import Backend
 from .config import Recipient
+from .i18n import N_, Message
 from .questionnaire import ValidReport
 from .storage import Upload
 
@@ -45,7 +46,7 @@ MAX_FIELD_NAME = 100
 MAX_SMALL_FIELD = 256  # csrf, recipient, language
 # Bidirectional controls can make "photo_gpj.exe" display as "photo_exe.jpg".
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
-_BAD_NAME = "A file name is not valid. Rename the file and choose it again."
+_BAD_NAME = N_("A file name is not valid. Rename the file and choose it again.")
 _MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}")
 
 
@@ -57,7 +58,8 @@ class Rejected(Exception):
     when it is not empty the form can be shown again with them.
     """
 
-    def __init__(self, status: int, reason: str, errors: Mapping[str, str] | None = None) -> None:
+    def __init__(self, status: int, reason: str,
+                 errors: Mapping[str, Message] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
@@ -76,15 +78,17 @@ async def upload_slot(backend: Backend) -> AsyncIterator[None]:
         backend.uploads_in_progress -= 1
 
 
-def filename_problem(name: str) -> str | None:
+def filename_problem(name: str) -> Message | None:
     """Why an attachment's file name cannot be accepted, or None if it can."""
     if len(name) > MAX_NAME_CHARS:
-        return f"A file name is too long (at most {MAX_NAME_CHARS} characters). Rename the file."
+        return Message(N_("A file name is too long (at most %(limit)s characters). Rename the "
+                          "file."), limit=MAX_NAME_CHARS)
     if "/" in name or "\\" in name or name.strip() in ("", ".", ".."):
-        return _BAD_NAME
+        return Message(_BAD_NAME)
     for ch in name:
         if unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS:
-            return "A file name contains hidden characters. Rename the file and choose it again."
+            return Message(N_("A file name contains hidden characters. Rename the file and "
+                              "choose it again."))
     return None
 
 
@@ -166,8 +170,8 @@ class FormReader:
             raise Rejected(400, "malformed")
         recipient = self._backend.config.recipient(value)
         if recipient is None:
-            raise Rejected(400, "invalid", {"recipient": "Choose who should receive your "
-                                                         "report from the list."})
+            raise Rejected(400, "invalid", {"recipient": Message(N_(
+                "Choose who should receive your report from the list."))})
         self.recipient = recipient
 
     async def _read_file(self, part: BodyPartReader, name: str, filename: str) -> None:
@@ -176,26 +180,27 @@ class FormReader:
         if filename == "":
             # An empty file input ("no file chosen") still sends a part with an empty name.
             if await self._read_chunk(part):
-                raise Rejected(400, "invalid", {"attachments": "A file has no name. Rename "
-                                                               "it and choose it again."})
+                raise Rejected(400, "invalid", {"attachments": Message(N_(
+                    "A file has no name. Rename it and choose it again."))})
             return
         problem = filename_problem(filename)
         if problem is not None:
             raise Rejected(400, "invalid", {"attachments": problem})
         if self.recipient is None:
             # Files are sealed as they arrive, so whom to seal them to must come first.
-            raise Rejected(400, "invalid", {"recipient": "Choose who should receive your "
-                                                         "report."})
+            raise Rejected(400, "invalid", {"recipient": Message(N_(
+                "Choose who should receive your report."))})
         if len(self.attachments) >= self._backend.config.limits.max_files:
             raise Rejected(400, "invalid", {
-                "attachments": f"You can send at most {self._backend.config.limits.max_files} "
-                               "files with one report."})
+                "attachments": Message(N_("You can send at most %(files)s files with one "
+                                          "report."),
+                                       files=self._backend.config.limits.max_files)})
         encryptor = self._ensure_encryptor()
         try:
             encryptor.begin_attachment(filename,
                                        _media_type(part.headers.get(hdrs.CONTENT_TYPE)))
         except ValueError:
-            raise Rejected(400, "invalid", {"attachments": _BAD_NAME}) from None
+            raise Rejected(400, "invalid", {"attachments": Message(_BAD_NAME)}) from None
         while chunk := await self._read_chunk(part):
             self._write(encryptor.write(chunk))
         self._write(encryptor.end_attachment())
@@ -238,9 +243,9 @@ class FormReader:
         limit = self._backend.config.limits.max_report_bytes
         if self.received > limit:
             raise Rejected(413, "too_large", {
-                "attachments": f"Your files are too large: together they can be at most "
-                               f"{max(1, limit // (1024 * 1024))} MB. Please choose fewer or "
-                               "smaller files."})
+                "attachments": Message(N_("Your files are too large: together they can be "
+                                          "at most %(mb)s MB. Please choose fewer or smaller "
+                                          "files."), mb=max(1, limit // (1024 * 1024)))})
         return chunk
 
     @staticmethod
@@ -266,8 +271,8 @@ class FormReader:
     def _ensure_encryptor(self) -> Encryptor:
         if self._encryptor is None:
             if self.recipient is None:
-                raise Rejected(400, "invalid", {"recipient": "Choose who should receive your "
-                                                             "report."})
+                raise Rejected(400, "invalid", {"recipient": Message(N_(
+                    "Choose who should receive your report."))})
             self._encryptor = Encryptor(self.recipient.keys)
             self._upload = self._backend.storage.new_upload()
         return self._encryptor
@@ -287,8 +292,8 @@ class FormReader:
                                          message=report.message, answers=report.answers,
                                          extra=extra))
         except EnvelopeError:
-            raise Rejected(400, "invalid", {"message": "Your report is too long to send in one "
-                                                       "go. Please shorten it."}) from None
+            raise Rejected(400, "invalid", {"message": Message(N_(
+                "Your report is too long to send in one go. Please shorten it."))}) from None
 
     async def commit(self, source_id: str | None = None,
                      new_source: NewSource | None = None) -> str:
