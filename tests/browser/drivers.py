@@ -59,7 +59,7 @@ class Browser(Protocol):
     def visible(self, css: str) -> bool: ...
     def press_escape(self) -> None: ...
     def js(self, script: str) -> Any: ...
-    def screenshot(self, path: Path, width: int) -> None: ...
+    def screenshot(self, stem: Path, width: int) -> Path: ...
     def close(self) -> None: ...
 
 
@@ -135,10 +135,13 @@ class Chromium:
     def js(self, script: str) -> Any:
         return self.page.evaluate(script)
 
-    def screenshot(self, path: Path, width: int) -> None:
+    def screenshot(self, stem: Path, width: int) -> Path:
+        """A full-page PNG at ``width`` CSS pixels, saved as ``<stem>-<width>.png``."""
+        path = stem.with_name(f"{stem.name}-{width}.png")
         self.page.set_viewport_size({"width": width, "height": 900})
         self.page.screenshot(path=str(path), full_page=True)
         self.page.set_viewport_size({"width": 1280, "height": 900})
+        return path
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -182,10 +185,20 @@ class Firefox:
             [executable, "--headless", "--marionette", "-remote-allow-system-access",
              "--no-remote", "--profile", str(profile), "about:blank"],
             stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        self.client = Marionette(host="127.0.0.1", port=port)
+        self.client: Any = None
         try:
+            # Wait for the port here: Marionette's own polling leaks sockets.
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
+                                                                           1):
+                    break
+                assert self.process.poll() is None, "Firefox exited at start-up"
+                assert time.monotonic() < deadline, "Firefox opened no Marionette port in 60 s"
+                time.sleep(0.2)
+            self.client = Marionette(host="127.0.0.1", port=port)
             self.client.start_session()
-        except Exception:
+        except BaseException:
             self.close()
             raise
         self.client.timeout.page_load = 120
@@ -229,21 +242,29 @@ class Firefox:
         self.client.find_element("css selector", "body").send_keys(Keys.ESCAPE)
 
     def js(self, script: str) -> Any:
-        # The page's own globals are reached through wrappedJSObject from the sandbox.
+        # Marionette runs scripts in a sandbox; the page's own globals (and what the page set
+        # on its DOM) are reached through wrappedJSObject.
         return self.client.execute_script(
-            "const window = arguments[0].wrappedJSObject || arguments[0];\n"
-            f"return (function () {{ return {script}; }})();",
-            script_args=(self.client.execute_script("return window;"),))
+            "const page = window.wrappedJSObject;\n"
+            "return (function (window, document, navigator) {\n"
+            f"  return ({script});\n"
+            "})(page, page.document, page.navigator);")
 
-    def screenshot(self, path: Path, width: int) -> None:
+    def screenshot(self, stem: Path, width: int) -> Path:
+        """A full-page PNG, saved as ``<stem>-<width>.png`` with the width the page really had:
+        Firefox's window does not get narrower than its toolbar (about 500 pixels)."""
         self.client.set_window_rect(width=width, height=900)
+        actual = int(self.client.execute_script("return window.innerWidth;"))
+        path = stem.with_name(f"{stem.name}-{actual}.png")
         png = self.client.screenshot(format="base64", full=True)
         path.write_bytes(base64.b64decode(png))
         self.client.set_window_rect(width=1280, height=900)
+        return path
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.delete_session()
+        if self.client is not None:
+            with contextlib.suppress(Exception):
+                self.client.delete_session()
         if self.process.poll() is None:
             self.process.terminate()
             try:

@@ -71,7 +71,7 @@ def _shoot(browser: Browser, mode: Mode, page: str) -> None:
         return
     ARTIFACTS.mkdir(exist_ok=True)
     for width in WIDTHS:
-        browser.screenshot(ARTIFACTS / f"{browser.name}-{mode.name}-{page}-{width}.png", width)
+        browser.screenshot(ARTIFACTS / f"{browser.name}-{mode.name}-{page}", width)
 
 
 def _code(browser: Browser, timeout: float) -> str:

@@ -1,0 +1,37 @@
+"""Debian's Firefox ESR (Tor Browser's engine) through Marionette, at Tor Browser's three
+security levels: "Standard" (JavaScript with JIT and WebAssembly), "Safer" (JavaScript without
+JIT, WebAssembly or asm.js: libsodium's pure-JS fallback) and "Safest" (JavaScript off)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.drivers import TOR_SAFER, TOR_SAFEST, Firefox, fresh_profile, remove_profile
+from tests.browser.flow import Mode, Outcome, report_and_return
+from tests.browser.site import LiveSite
+
+pytestmark = [pytest.mark.browser,
+              # marionette-driver and its dependencies use deprecated standard modules.
+              pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+MODES = [(Mode("standard", True, 20, screenshots=True), {}),
+         (Mode("safer", True, 2, timeout=300), TOR_SAFER),
+         (Mode("safest", False, 20, screenshots=True), TOR_SAFEST)]
+
+
+@pytest.mark.parametrize(("mode", "prefs"), MODES, ids=[m.name for m, _ in MODES])
+def test_report_reply_answer(site: LiveSite, mode: Mode, prefs: dict[str, Any], tmp_path: Path,
+                             outcomes: list[Outcome]) -> None:
+    profile = fresh_profile(f"firefox-{mode.name}")
+    browser = Firefox(profile, prefs)
+    try:
+        outcomes.append(report_and_return(browser, site, mode, tmp_path))
+        if mode.js:
+            wasm = browser.js("typeof WebAssembly")
+            assert wasm == ("undefined" if prefs else "object")
+    finally:
+        browser.close()
+        remove_profile(profile)
