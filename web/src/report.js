@@ -26,6 +26,10 @@
   var form = document.getElementById("envelope-form");
   if (!form) return;
   var kind = form.getAttribute("data-kind"); // "report" or "more"
+  // The page's language prefix ("" or "/es"), taken from the form's own address, so that the
+  // upload's replies and the next page come in the language the person chose.
+  var base = (form.getAttribute("action") || "").replace(/\/(report|conversation\/send)$/, "");
+  if (!/^(\/[a-z]{2,3}(-[A-Za-z0-9]+)?)?$/.test(base)) base = "";
   var $ = function (id) { return document.getElementById(id); };
   var ui = {
     ready: $("js-ready"),
@@ -353,7 +357,7 @@
     var name = upload.recipientName;
     upload = null;
     if (kind !== "report") {
-      window.location.assign("/conversation?sent=1");
+      window.location.assign(base + "/conversation?sent=1");
       return;
     }
     var receipt = $("js-receipt");
@@ -411,7 +415,7 @@
     var csrf = form.querySelector('input[name="csrf"]');
     upload = {
       body: body,
-      url: "/submit/envelope?recipient=" + encodeURIComponent(data.recipient.id),
+      url: base + "/submit/envelope?recipient=" + encodeURIComponent(data.recipient.id),
       csrf: csrf ? csrf.value : "",
       recipientName: data.recipient.name,
     };
