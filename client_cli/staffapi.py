@@ -384,12 +384,18 @@ def _checked(server_id: str) -> str:
 
 
 async def _json_body(resp: aiohttp.ClientResponse) -> dict[str, Any]:
-    data = await resp.content.read(MAX_JSON_BYTES + 1)
+    # read(n) returns what has arrived so far, so a long listing needs several reads.
+    data = bytearray()
+    while len(data) <= MAX_JSON_BYTES:
+        piece = await resp.content.read(MAX_JSON_BYTES + 1 - len(data))
+        if not piece:
+            break
+        data += piece
     if len(data) > MAX_JSON_BYTES:
         raise ProtocolError("the server's answer is implausibly large")
     try:
         doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # bad UTF-8, bad JSON, absurd numbers
         raise ProtocolError("the server's answer is not JSON; is this the staff API "
                             "address (not the public site)?") from None
     if not isinstance(doc, dict):

@@ -47,12 +47,6 @@ async def test_acknowledging_while_staff_list_envelopes(tmp_path: Path) -> None:
         await storage.close()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (client_cli/staffapi.py): _json_body reads the answer with one "
-    "StreamReader.read(n), which returns what has arrived so far, not the whole body; a "
-    "listing that reaches the client in more than one piece (about 800 waiting reports over a "
-    "real socket, far fewer over Tor) is 'not JSON', and `dropbox-client fetch` cannot start "
-    "at all until someone empties the server another way."))
 async def test_fetch_reads_a_listing_that_arrives_in_pieces(tmp_path: Path) -> None:
     listing = [{"id": f"{i:032x}", "source_id": None, "recipient": "city-police",
                 "day": "2026-05-09", "size": 1000, "sha256": "ab" * 32} for i in range(50)]
