@@ -34,6 +34,7 @@ class Mode:
     big_mb: float
     screenshots: bool = False
     timeout: float = 120
+    slow: bool = False  # sealing takes seconds: the progress display can be seen and tested
 
 
 @dataclass
@@ -88,6 +89,21 @@ def _code(browser: Browser, timeout: float) -> str:
     return code
 
 
+def _while_sealing(browser: Browser, mode: Mode) -> None:
+    """The progress display while a slow browser seals, and a page that still answers."""
+    wait_until(lambda: browser.visible("#js-progress-lock"), 30, "the progress display")
+    wait_until(lambda: (browser.js("document.querySelector('#js-progress-bar').value") or 0) > 0,
+               mode.timeout, "progress")
+    started = time.monotonic()
+    assert browser.js("document.querySelector('#js-progress-bar').value") < 100
+    # The page is not frozen: a script runs between two slices of sealing.
+    assert time.monotonic() - started < 1.0
+    assert browser.js("document.querySelector('#envelope-form button[type=submit]').disabled")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in WIDTHS:
+        browser.screenshot(ARTIFACTS / f"{browser.name}-{mode.name}-progress", width)
+
+
 def check_no_storage(browser: Browser) -> None:
     """Nothing of the report is kept in the browser: no web storage, database, worker, cache."""
     assert browser.js("window.localStorage.length") == 0
@@ -134,6 +150,8 @@ def report_and_return(browser: Browser, site: LiveSite, mode: Mode, work: Path) 
     browser.attach("#attachments", [small, big])
     _shoot(browser, mode, "form")
     browser.click("#envelope-form button[type=submit]")
+    if mode.slow:
+        _while_sealing(browser, mode)
     code = _code(browser, mode.timeout)
     if mode.js:
         assert browser.url().endswith("/report")  # the receipt is drawn in the page
@@ -182,6 +200,8 @@ def report_and_return(browser: Browser, site: LiveSite, mode: Mode, work: Path) 
     wait_until(lambda: browser.visible(".success"), mode.timeout, "'Your information was sent'")
     if mode.js:
         check_no_storage(browser)
+    browser.click("form.logout button[type=submit]")  # "Leave": the session ends
+    wait_until(lambda: browser.url().rstrip("/") == site.url, 30, "the start page")
     [more] = site.fetch_new()
     assert more.doc["message"] == answer
     assert more.source_id == source_id  # the same conversation

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.browser
 QUICK_EXIT = "https://www.bbc.co.uk/weather"
 APP_JS = Path(__file__).resolve().parents[2] / "dropbox_server" / "static" / "app.js"
 MODES = [Mode("js", True, 20, screenshots=True),
-         Mode("jitless", True, 2, timeout=300),
+         Mode("jitless", True, 2, timeout=300, slow=True),
          Mode("nojs", False, 20, screenshots=True)]
 
 
@@ -38,7 +38,7 @@ def playwright() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def chromium(playwright: Any) -> Iterator[Chromium]:
+def shared_chromium(playwright: Any) -> Iterator[Chromium]:
     """The JavaScript-on browser, shared by the tests of this module."""
     profile = fresh_profile("chromium")
     browser = Chromium(playwright, profile)
@@ -50,6 +50,13 @@ def chromium(playwright: Any) -> Iterator[Chromium]:
     finally:
         browser.close()
         remove_profile(profile)
+
+
+@pytest.fixture
+def chromium(shared_chromium: Chromium) -> Chromium:
+    """The shared browser, as a new visitor: no cookies (no session) from an earlier test."""
+    shared_chromium.context.clear_cookies()
+    return shared_chromium
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.name for m in MODES])
@@ -195,3 +202,29 @@ def test_escape_three_times_leaves_for_the_neutral_site(chromium: Chromium,
     # The page was replaced, not added to: Back skips the report form.
     chromium.page.go_back()
     assert chromium.url() == site.url + "/"
+
+
+def test_the_chosen_language_is_kept_through_the_script(chromium: Chromium,
+                                                        site: LiveSite) -> None:
+    chromium.goto(site.url + "/es/report")
+    wait_until(lambda: chromium.visible("#js-ready"), 60, "the page script")
+    assert chromium.js("document.documentElement.lang") == "es"
+    _fill_minimum(chromium, "en español")
+    mark = site.mark()
+    chromium.click("#envelope-form button[type=submit]")
+    wait_until(lambda: chromium.visible("#js-receipt"), 60, "the receipt")
+    assert _posts(site, mark) == [f"/es/submit/envelope?recipient={RECIPIENT_ID}"]
+    code = " ".join(chromium.texts("#js-receipt .code .group"))
+    [report] = site.fetch_new()
+    assert report.doc["language"] == "es"
+    chromium.goto(site.url + "/es/login")
+    chromium.type("#code", code)
+    chromium.click("form[action='/es/login'] button[type=submit]")
+    wait_until(lambda: chromium.url().endswith("/es/conversation"), 60, "the conversation")
+    wait_until(lambda: chromium.visible("#js-ready"), 60, "the page script")
+    chromium.type("#message", "más información")
+    chromium.click("#envelope-form button[type=submit]")
+    wait_until(lambda: chromium.url().endswith("/es/conversation?sent=1"), 60,
+               "the conversation page in Spanish")
+    [more] = site.fetch_new()
+    assert more.doc["language"] == "es" and more.source_id == report.source_id

@@ -356,7 +356,9 @@
   function received(reply) {
     var name = upload.recipientName;
     upload = null;
-    if (kind !== "report") {
+    // Sending more information, or a report from someone signed in with a return code: it
+    // joins their conversation, and there is no new code to show.
+    if (kind !== "report" || !reply.code) {
       window.location.assign(base + "/conversation?sent=1");
       return;
     }
