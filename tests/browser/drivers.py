@@ -98,9 +98,11 @@ class Chromium:
         self.page = self.context.pages[0] if self.context.pages else self.context.new_page()
         self.page.set_default_timeout(60_000)
         self.posted: list[bytes] = []  # every request body the page sends
+        self.requested: list[str] = []  # every URL the browser asked for
         self.page.on("request", self._record)
 
     def _record(self, request: Any) -> None:
+        self.requested.append(str(request.url))
         body = request.post_data_buffer
         if body:
             self.posted.append(bytes(body))

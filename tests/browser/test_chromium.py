@@ -70,6 +70,7 @@ def test_report_reply_answer(playwright: Any, chromium: Chromium, site: LiveSite
     errors: list[str] = []
     browser.page.on("pageerror", lambda e: errors.append(str(e)))
     browser.posted.clear()
+    browser.requested.clear()
     try:
         outcome = report_and_return(browser, site, mode, tmp_path)
         outcomes.append(outcome)
@@ -79,6 +80,8 @@ def test_report_reply_answer(playwright: Any, chromium: Chromium, site: LiveSite
         if mode.js:
             leaked = [k for k, v in outcome.markers.items() if v.encode() in posted]
             assert leaked == [], f"plaintext in a request body: {leaked}"
+        # No page loads anything from another origin.
+        assert [u for u in browser.requested if not u.startswith(site.url + "/")] == []
         # Without WebAssembly libsodium reports the failed attempt, then uses its fallback.
         assert [e for e in errors if "WebAssembly" not in e] == []
     finally:
