@@ -211,6 +211,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--dev serves without Tor; drop --tor (or --dev)")
     if not use_tor and (args.tor_control or args.tor_extra_config):
         raise ConfigError("--tor-control / --tor-extra-config need --tor")
+    if args.tor_control and args.tor_extra_config:
+        raise ConfigError("--tor-extra-config only applies to a tor the server launches, not "
+                          "to the one at --tor-control")
     tor = TorOptions(control=args.tor_control,
                      extra_config=Path(args.tor_extra_config) if args.tor_extra_config else None
                      ) if use_tor else None

@@ -123,6 +123,8 @@ def test_run_option_conflicts(data: Path) -> None:
     assert proc.returncode == 1 and "--dev serves without Tor" in proc.stderr
     proc = _run(data, "--no-tor", "--tor-control", "9051")
     assert proc.returncode == 1 and "need --tor" in proc.stderr
+    proc = _run(data, "--tor-control", "9051", "--tor-extra-config", "x.torrc")
+    assert proc.returncode == 1 and "only applies to a tor the server launches" in proc.stderr
 
 
 def test_run_with_an_unreachable_control_port_fails_clearly(data: Path) -> None:
