@@ -17,6 +17,7 @@
   var SLICE_BYTES = 1024 * 1024; // read from a file at a time
   var STEP_BYTES = 64 * 1024; // sealed between checks of the clock
   var YIELD_MS = 40; // give the page back this often, so it stays responsive
+  var READY_MS = 120000; // libsodium not ready by then (a very slow phone): use the form post
   // Python's str.strip() whitespace, which the server uses on the no-JS path.
   var STRIP = /^[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/g;
   var CONTROL = /[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200e\u200f]/;
@@ -394,7 +395,9 @@
     setProgress("lock", 0);
     var body;
     try {
-      await window.sodium.ready;
+      await Promise.race([window.sodium.ready, new Promise(function (resolve, reject) {
+        setTimeout(function () { reject(new Error("libsodium is not ready")); }, READY_MS);
+      })]);
       body = await seal(data, function (fraction) { setProgress("lock", fraction); });
     } catch (e) {
       if (e && e.field) {
