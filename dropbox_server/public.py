@@ -33,6 +33,7 @@ from .submission import (
     BLOCK,
     FormReader,
     Rejected,
+    form_data_reader,
     prepare_source,
     receive_envelope,
     upload_slot,
@@ -103,6 +104,13 @@ def _redirect(request: web.Request, location: str) -> web.Response:
 def _csrf_cookie(request: web.Request) -> str | None:
     value = request.cookies.get(CSRF_COOKIE)
     return value if value and _TOKEN.fullmatch(value) else None
+
+
+def _csrf_ok(request: web.Request, token: str | None) -> bool:
+    """The form's token matches this browser's CSRF cookie. Tokens are hex: other text (which
+    ``hmac.compare_digest`` refuses with a TypeError if it is not ASCII) is simply wrong."""
+    return token is not None and token.isascii() and \
+        request.app[BACKEND].csrf_ok(_csrf_cookie(request), token)
 
 
 def _session(request: web.Request) -> Session | None:
@@ -211,7 +219,7 @@ async def report_submit(request: web.Request) -> web.Response:
     try:
         async with upload_slot(backend):
             try:
-                reader = await request.multipart()
+                reader = form_data_reader(request)
             except (ValueError, KeyError, AssertionError):
                 raise Rejected(400, "malformed") from None
             form = FormReader(backend, reader, text_limits=_text_limits(backend),
@@ -275,7 +283,7 @@ async def login_submit(request: web.Request) -> web.Response:
         fields = await _read_small_form(request)
     except Rejected as exc:
         return _problem(request, exc.reason, exc.status)
-    if not backend.csrf_ok(_csrf_cookie(request), _first(fields, "csrf")):
+    if not _csrf_ok(request, _first(fields, "csrf")):
         return _problem(request, "csrf", 403)
     text = _first(fields, "code")
     if len(text) > MAX_CODE_INPUT:
@@ -398,7 +406,7 @@ async def conversation_send(request: web.Request) -> web.StreamResponse:
     try:
         async with upload_slot(backend):
             try:
-                reader = await request.multipart()
+                reader = form_data_reader(request)
             except (ValueError, KeyError, AssertionError):
                 raise Rejected(400, "malformed") from None
             form = FormReader(backend, reader, recipient=recipient,
@@ -434,7 +442,7 @@ async def delete_reply(request: web.Request) -> web.StreamResponse:
         fields = await _read_small_form(request)
     except Rejected as exc:
         return _problem(request, exc.reason, exc.status)
-    if not backend.csrf_ok(_csrf_cookie(request), _first(fields, "csrf")):
+    if not _csrf_ok(request, _first(fields, "csrf")):
         return _problem(request, "csrf", 403)
     session = _session(request)
     if session is None:
@@ -452,7 +460,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         fields = await _read_small_form(request)
     except Rejected as exc:
         return _problem(request, exc.reason, exc.status)
-    if not backend.csrf_ok(_csrf_cookie(request), _first(fields, "csrf")):
+    if not _csrf_ok(request, _first(fields, "csrf")):
         return _problem(request, "csrf", 403)
     backend.sessions.end(request.cookies.get(SESSION_COOKIE))
     response = _redirect(request, "/")
@@ -488,7 +496,7 @@ async def submit_envelope(request: web.Request) -> web.Response:
     try:
         if request.content_type != "application/octet-stream":
             raise Rejected(415, "unsupported")
-        if not backend.csrf_ok(_csrf_cookie(request), request.headers.get(CSRF_HEADER)):
+        if not _csrf_ok(request, request.headers.get(CSRF_HEADER)):
             raise Rejected(403, "csrf")
         recipient = backend.config.recipient(request.query.get("recipient", ""))
         if recipient is None:
