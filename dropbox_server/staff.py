@@ -224,7 +224,10 @@ async def _send_envelope(request: web.Request, stored: StoredFile, size: int,
             block = await asyncio.to_thread(stored.read, position,
                                             min(position + SEND_BLOCK, last + 1) - 1)
         except WrappedFileCorrupted:
-            # Too late for an error status: break the connection, never send unchecked bytes.
+            # Too late for an error status: break the connection (the client sees a short
+            # body), never send unchecked bytes.
+            if request.transport is not None:
+                request.transport.close()
             raise ConnectionResetError("stored envelope damaged while sending") from None
     await response.write_eof()
     return response
