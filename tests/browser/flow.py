@@ -104,6 +104,28 @@ def _while_sealing(browser: Browser, mode: Mode) -> None:
         browser.screenshot(ARTIFACTS / f"{browser.name}-{mode.name}-progress", width)
 
 
+FILE_CONTENTS = ("small", "big", "more_file")
+
+
+def check_profile_clean(profile: Path, outcome: Outcome, *, js: bool) -> None:
+    """After the browser closed: no marker of the report in any file of its profile (web
+    storage, caches, blob storage, form history, session files). Compressed files (Firefox's
+    session store) are not looked into.
+
+    With JavaScript off only the files' contents are checked: the receipt is the answer to the
+    form's POST, and Chromium keeps that POST body (the typed text and the files' paths, not
+    their contents) with the history entry in its session files so that it can resubmit it.
+    Tor Browser, always in private browsing, writes no session files."""
+    keys = list(outcome.markers) if js else list(FILE_CONTENTS)
+    found = []
+    for path in profile.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            found += [f"{k} in {path.relative_to(profile)}" for k in keys
+                      if outcome.markers[k].encode() in data]
+    assert found == [], f"the browser kept parts of the report: {found}"
+
+
 def check_no_storage(browser: Browser) -> None:
     """Nothing of the report is kept in the browser: no web storage, database, worker, cache."""
     assert browser.js("window.localStorage.length") == 0

@@ -19,7 +19,7 @@ from tests.browser.drivers import (
     remove_profile,
     wait_until,
 )
-from tests.browser.flow import Mode, Outcome, report_and_return
+from tests.browser.flow import Mode, Outcome, check_profile_clean, report_and_return
 from tests.browser.site import RECIPIENT_ID, LiveSite
 
 pytestmark = pytest.mark.browser
@@ -60,13 +60,10 @@ def chromium(shared_chromium: Chromium) -> Chromium:
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.name for m in MODES])
-def test_report_reply_answer(playwright: Any, chromium: Chromium, site: LiveSite, mode: Mode,
-                             tmp_path: Path, outcomes: list[Outcome]) -> None:
-    if mode.name == "js":
-        browser, profile = chromium, None
-    else:
-        profile = fresh_profile(f"chromium-{mode.name}")
-        browser = Chromium(playwright, profile, js=mode.js, jitless=mode.name == "jitless")
+def test_report_reply_answer(playwright: Any, site: LiveSite, mode: Mode, tmp_path: Path,
+                             outcomes: list[Outcome]) -> None:
+    profile = fresh_profile(f"chromium-{mode.name}")
+    browser = Chromium(playwright, profile, js=mode.js, jitless=mode.name == "jitless")
     errors: list[str] = []
     browser.page.on("pageerror", lambda e: errors.append(str(e)))
     browser.posted.clear()
@@ -84,10 +81,11 @@ def test_report_reply_answer(playwright: Any, chromium: Chromium, site: LiveSite
         assert [u for u in browser.requested if not u.startswith(site.url + "/")] == []
         # Without WebAssembly libsodium reports the failed attempt, then uses its fallback.
         assert [e for e in errors if "WebAssembly" not in e] == []
+        browser.close()
+        check_profile_clean(profile, outcome, js=mode.js)
     finally:
-        if profile is not None:
-            browser.close()
-            remove_profile(profile)
+        browser.close()
+        remove_profile(profile)
 
 
 def _fill_minimum(browser: Chromium, message: str) -> None:

@@ -17,7 +17,7 @@ from tests.browser.drivers import (
     remove_profile,
     wait_until,
 )
-from tests.browser.flow import Mode, Outcome, report_and_return
+from tests.browser.flow import Mode, Outcome, check_profile_clean, report_and_return
 from tests.browser.site import LiveSite
 
 pytestmark = [pytest.mark.browser,
@@ -36,7 +36,8 @@ def test_report_reply_answer(site: LiveSite, mode: Mode, prefs: dict[str, Any], 
     profile = fresh_profile(f"firefox-{mode.name}")
     browser = Firefox(profile, prefs)
     try:
-        outcomes.append(report_and_return(browser, site, mode, tmp_path))
+        outcome = report_and_return(browser, site, mode, tmp_path)
+        outcomes.append(outcome)
         if mode.js:
             wasm = browser.js("typeof WebAssembly")
             assert wasm == ("undefined" if prefs else "object")
@@ -45,6 +46,8 @@ def test_report_reply_answer(site: LiveSite, mode: Mode, prefs: dict[str, Any], 
             for _ in range(3):
                 browser.press_escape()
             wait_until(lambda: browser.url().startswith(QUICK_EXIT), 20, "the quick exit")
+        browser.close()
+        check_profile_clean(profile, outcome, js=mode.js)
     finally:
         browser.close()
         remove_profile(profile)
