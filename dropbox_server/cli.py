@@ -18,7 +18,7 @@ from aiohttp import web
 from dropbox_envelope.errors import InvalidKey
 from dropbox_envelope.keys import PublicKey, StaffPublicKey
 
-from . import audit
+from . import audit, backup
 from .app import create_app
 from .appkeys import STAFF_APP
 from .config import CONFIG_NAME, load_config, render_config, slug
@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_onion_rotate)
 
     audit.register(sub)
+    backup.register(sub)
     return parser
 
 

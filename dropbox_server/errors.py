@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "OnionKeyError", "StorageError", "TorError"]
+__all__ = ["BackupError", "ConfigError", "OnionKeyError", "StorageError", "TorError"]
 
 
 class ConfigError(Exception):
@@ -11,6 +11,10 @@ class ConfigError(Exception):
 
 class StorageError(Exception):
     """The data folder is unusable (permissions, a planted symlink, a newer schema)."""
+
+
+class BackupError(StorageError):
+    """A backup cannot be written, or a backup file cannot be restored; the message says why."""
 
 
 class OnionKeyError(Exception):
