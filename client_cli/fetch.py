@@ -60,6 +60,7 @@ ENVELOPE_SUFFIX = ".srdb"
 SIDECAR_SUFFIX = ".meta.json"
 LOCK_NAME = ".fetch.lock"
 HASH_BLOCK = 1024 * 1024
+WARN_AFTER_DAYS = 7
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="the inbox folder (created if missing)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON summary on standard output")
+    parser.add_argument("--warn-after-days", metavar="N", type=int, default=WARN_AFTER_DAYS,
+                        help="warn about reports that waited N days or more on the server "
+                             f"(default {WARN_AFTER_DAYS})")
     parser.set_defaults(func=run)
 
 
@@ -86,6 +90,8 @@ class FetchSummary:
     fetched: list[EnvelopeListing] = field(default_factory=list)
     skipped: list[EnvelopeListing] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)
+    # Listed with a received day N or more days ago: the server never deletes them unfetched.
+    aged: list[EnvelopeListing] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -237,10 +243,12 @@ def _report(kind: str, listing: EnvelopeListing, inbox: Path) -> None:
 
 
 async def _fetch_all(api: StaffClient, inbox: Path, *, verbose: bool,
-                     fetched_by: str) -> FetchSummary:
+                     fetched_by: str, warn_after_days: int, today: dt.date) -> FetchSummary:
     summary = FetchSummary(inbox)
     custody = _Custody(fetched_by)
     listings = await api.list_envelopes()
+    summary.aged = [e for e in listings
+                    if (today - dt.date.fromisoformat(e.day)).days >= warn_after_days]
     for listing in listings:
         try:
             outcome = await _fetch_one(api, listing, inbox, custody)
@@ -259,7 +267,9 @@ async def _fetch_all(api: StaffClient, inbox: Path, *, verbose: bool,
 
 
 def fetch_inbox(server_url: str, key: StaffSecretKey, inbox: Path, *,
-                connector: ConnectorFactory | None = None, verbose: bool = False) -> FetchSummary:
+                connector: ConnectorFactory | None = None, verbose: bool = False,
+                warn_after_days: int = WARN_AFTER_DAYS,
+                today: dt.date | None = None) -> FetchSummary:
     """Fetch every new envelope from ``server_url`` into ``inbox``; per-envelope failures are in
     the summary, a failure to list at all (unreachable, signature refused) raises."""
     inbox.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -267,7 +277,9 @@ def fetch_inbox(server_url: str, key: StaffSecretKey, inbox: Path, *,
     async def main() -> FetchSummary:
         async with StaffClient(server_url, key, connector=connector) as api:
             return await _fetch_all(api, inbox, verbose=verbose,
-                                    fetched_by=key.public_key.fingerprint)
+                                    fetched_by=key.public_key.fingerprint,
+                                    warn_after_days=warn_after_days,
+                                    today=today or dt.datetime.now(dt.UTC).date())
 
     with _inbox_lock(inbox):
         return asyncio.run(main())
@@ -277,7 +289,12 @@ def run(args: argparse.Namespace) -> int:
     connector = tor.connector_from_args(args)
     key = load_staff_identity(args.identity, args.passphrase_file)
     summary = fetch_inbox(args.server, key, args.out, verbose=not args.json,
-                          connector=connector)
+                          connector=connector, warn_after_days=args.warn_after_days)
+    if summary.aged:
+        oldest = min(e.day for e in summary.aged)
+        print(f"warning: {len(summary.aged)} report(s) had waited {args.warn_after_days} days "
+              f"or more on the server (the oldest received {oldest}). The server keeps "
+              "reports until they are fetched: fetch more often.", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps(summary.to_json()), flush=True)
     elif not summary.fetched and not summary.skipped and summary.ok:

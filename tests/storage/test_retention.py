@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import logging
 import re
 from pathlib import Path
@@ -260,3 +261,35 @@ def test_retention_settings(world: World) -> None:
         text.replace("source_retention_days = 90", "source_retention_days = 0"))
     with pytest.raises(ConfigError, match="source_retention_days must be at least 1"):
         load_config(world.data_dir)
+
+
+def test_fetch_warns_about_reports_that_waited(world: World, start_server: Any, run: Any,
+                                               tmp_path: Path) -> None:
+    real_today = dt.datetime.now(dt.UTC).date()
+    today = Today(real_today - dt.timedelta(days=10))
+
+    async def populate() -> None:
+        storage = await open_storage(world, today)
+        try:
+            await commit_envelope(storage, seal([world.agency.public_key], "ten days old"))
+            today.day = real_today - dt.timedelta(days=30)
+            await commit_envelope(storage, seal([world.agency.public_key], "thirty days old"))
+            today.day = real_today
+            await commit_envelope(storage, seal([world.agency.public_key], "new"))
+        finally:
+            await storage.close()
+    asyncio.run(populate())
+    server = start_server()
+    common = ("fetch", "--server", server, "--identity", world.staff_key_file,
+              "--passphrase-file", world.passphrase_file)
+
+    result = run(*common, "--out", tmp_path / "inbox", "--json")
+    assert result.code == 0, result.err
+    oldest = (real_today - dt.timedelta(days=30)).isoformat()
+    assert result.err.strip() == (
+        f"warning: 2 report(s) had waited 7 days or more on the server (the oldest received "
+        f"{oldest}). The server keeps reports until they are fetched: fetch more often.")
+    assert len(json.loads(result.out)["fetched"]) == 3  # and they are fetched as usual
+
+    result = run(*common, "--out", tmp_path / "inbox2", "--warn-after-days", "1")
+    assert result.code == 0 and "warning" not in result.err  # nothing waiting any more
