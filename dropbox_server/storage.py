@@ -22,6 +22,7 @@ import hashlib
 import logging
 import os
 import secrets
+import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,6 +222,7 @@ class Storage:
         self._write_lock = asyncio.Lock()
         # True while a deleted key may still sit in the WAL (a checkpoint was blocked).
         self.erase_pending = False
+        self._settle_task: asyncio.Task[None] | None = None
 
     def today(self) -> str:
         return self.clock().isoformat()
@@ -240,6 +242,11 @@ class Storage:
         await self._remove_orphans()
 
     async def close(self) -> None:
+        if self._settle_task is not None:
+            self._settle_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._settle_task
+            self._settle_task = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -492,12 +499,29 @@ class Storage:
         deleted row) and truncate the WAL, whose older frames still hold the row as it was.
         Call with the write lock held. If a reader (a backup) blocks it, it is owed: retried by
         :meth:`settle_erasure` and after the next deletion."""
-        async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
-            row = await cur.fetchone()
-        self.erase_pending = row is None or int(row[0]) != 0
+        try:
+            async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                row = await cur.fetchone()
+            done = row is not None and int(row[0]) == 0
+        except sqlite3.OperationalError:
+            # "database table is locked": a statement of ours (another request's listing) is
+            # still reading. The deletion itself is committed; only the WAL cleanup waits.
+            done = False
+        self.erase_pending = not done
         if self.erase_pending:
             log.warning("a deleted item's key may stay in the WAL until the next checkpoint "
-                        "(another connection is reading the database)")
+                        "(the database is being read); retrying shortly")
+            self._schedule_settle()
+
+    def _schedule_settle(self, delay: float = 0.5) -> None:
+        if self._settle_task is not None and not self._settle_task.done():
+            return
+
+        async def retry() -> None:
+            await asyncio.sleep(delay)
+            self._settle_task = None
+            await self.settle_erasure()
+        self._settle_task = asyncio.get_running_loop().create_task(retry())
 
     async def settle_erasure(self, *, force: bool = False) -> None:
         """Checkpoint now if an erasure is owed (or always, with ``force``)."""
