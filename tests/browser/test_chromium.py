@@ -107,12 +107,20 @@ def test_required_answers_are_checked_before_anything_is_sealed(
     chromium.click("#envelope-form button[type=submit]")
     wait_until(lambda: chromium.visible(".error-summary"), 10, "the error summary")
     assert "Please tick at least one box." in chromium.texts("#field-what_happening")[0]
-    assert chromium.js("document.activeElement.className") == "error-summary"
-    assert chromium.js("document.querySelector('#what_happening-not_paid')"
-                       ".getAttribute('aria-invalid')") == "true"
     assert not chromium.visible("#js-progress")
     chromium.page.wait_for_timeout(500)
     assert _posts(site, mark) == []  # nothing was sent
+    assert chromium.js("document.activeElement.className") == "error-summary"
+    group = "document.querySelector('#field-what_happening')"
+    assert chromium.js(f"{group}.getAttribute('aria-invalid')") == "true"
+    assert "js-error-what_happening" in chromium.js(f"{group}.getAttribute('aria-describedby')")
+    # Ticking a box and sending again clears the error.
+    chromium.click("#what_happening-not_paid")
+    chromium.click("#envelope-form button[type=submit]")
+    wait_until(lambda: chromium.visible("#js-receipt"), 60, "the receipt")
+    assert chromium.js("document.querySelectorAll('[data-js-error]').length") == 0
+    [report] = site.fetch_new()
+    assert report.doc["message"] == "nothing ticked"
 
 
 def test_a_failed_upload_is_retried_without_retyping(chromium: Chromium,

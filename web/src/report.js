@@ -180,15 +180,29 @@
 
   // -- errors next to the fields ------------------------------------------------------------
 
+  function describedBy(node, id, add) {
+    var ids = (node.getAttribute("aria-describedby") || "").split(/\s+/).filter(function (x) {
+      return x && x !== id;
+    });
+    if (add) ids.push(id);
+    if (ids.length) node.setAttribute("aria-describedby", ids.join(" "));
+    else node.removeAttribute("aria-describedby");
+  }
+
   function clearErrors() {
+    Array.prototype.forEach.call(document.querySelectorAll("[data-js-invalid]"), function (n) {
+      n.removeAttribute("data-js-invalid");
+      n.removeAttribute("aria-invalid");
+      describedBy(n, n.getAttribute("data-js-error-id"), false);
+      n.removeAttribute("data-js-error-id");
+    });
     Array.prototype.forEach.call(document.querySelectorAll("[data-js-error]"), function (n) {
       n.parentNode.removeChild(n);
     });
-    Array.prototype.forEach.call(form.querySelectorAll("[aria-invalid]"), function (n) {
-      n.removeAttribute("aria-invalid");
-    });
   }
 
+  /** Errors as the server shows them: a summary above the form, and each message next to its
+   * field, tied to it with aria-describedby (the fieldset of a group, else the input). */
   function showErrors(errors) {
     clearErrors();
     var summary = document.createElement("div");
@@ -218,12 +232,20 @@
       p.className = "error";
       p.id = "js-error-" + field;
       p.setAttribute("data-js-error", "");
-      p.textContent = message;
+      var prefix = document.createElement("span");
+      prefix.className = "visually-hidden";
+      prefix.textContent = text("error_prefix") + " ";
+      p.appendChild(prefix);
+      p.appendChild(document.createTextNode(message));
       var before = box.querySelector(".choice, input, textarea, select");
       box.insertBefore(p, before && before.parentNode === box ? before : null);
-      Array.prototype.forEach.call(box.querySelectorAll("input, textarea, select"), function (i) {
-        i.setAttribute("aria-invalid", "true");
-        i.setAttribute("aria-describedby", p.id);
+      var targets = box.tagName === "FIELDSET" ? [box]
+        : Array.prototype.slice.call(box.querySelectorAll("input, textarea, select"));
+      targets.forEach(function (node) {
+        node.setAttribute("aria-invalid", "true");
+        node.setAttribute("data-js-invalid", "");
+        node.setAttribute("data-js-error-id", p.id);
+        describedBy(node, p.id, true);
       });
     });
     form.parentNode.insertBefore(summary, form);
