@@ -71,6 +71,9 @@ def test_report_reply_answer(playwright: Any, site: LiveSite, mode: Mode, tmp_pa
     try:
         outcome = report_and_return(browser, site, mode, tmp_path)
         outcomes.append(outcome)
+        if mode.js:  # --jitless also takes WebAssembly away: libsodium's pure-JS fallback ran
+            wasm = browser.js("typeof WebAssembly")
+            assert wasm == ("undefined" if mode.name == "jitless" else "object")
         # What Playwright reports of request bodies, on top of the relay's recording (it may
         # leave out large Blob bodies, so the relay is the one that must see the envelopes).
         posted = b"".join(browser.posted)
