@@ -119,11 +119,11 @@ class Backend:
                     load_questionnaire, self.config.questionnaire or DEFAULT_QUESTIONNAIRE)
                 await self.storage.open()
                 try:
+                    self._csrf_key = await asyncio.to_thread(self._load_csrf_key)
                     await self.maintenance.start()  # expiry before serving, then daily
                 except BaseException:
                     await self.storage.close()
                     raise
-                self._csrf_key = await asyncio.to_thread(self._load_csrf_key)
                 self.code_workers = CodeWorkers(self.config.limits.code_workers,
                                                 self.config.limits.code_queue)
             self._users += 1

@@ -233,13 +233,19 @@ class Storage:
         await asyncio.to_thread(self._prepare_folders)
         db = await aiosqlite.connect(self.db_path, isolation_level=None)
         self._db = db
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=FULL")
-        await db.execute("PRAGMA secure_delete=ON")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await self._migrate()
-        await self._wrap_legacy()
-        await self._remove_orphans()
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=FULL")
+            await db.execute("PRAGMA secure_delete=ON")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await self._migrate()
+            await self._wrap_legacy()
+            await self._remove_orphans()
+        except BaseException:
+            # aiosqlite's worker thread is not a daemon: left open, it keeps the process alive
+            # after a failed start (the server would hang instead of exiting with the message).
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._settle_task is not None:

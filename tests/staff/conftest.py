@@ -126,11 +126,13 @@ def open_storage(data_dir: Path) -> Iterator[tuple[Storage, asyncio.AbstractEven
     """The data folder's storage, opened from synchronous test code (no server running)."""
     loop = asyncio.new_event_loop()
     storage = Storage(data_dir)
-    loop.run_until_complete(storage.open())
     try:
-        yield storage, loop
+        loop.run_until_complete(storage.open())
+        try:
+            yield storage, loop
+        finally:
+            loop.run_until_complete(storage.close())
     finally:
-        loop.run_until_complete(storage.close())
         loop.close()
 
 
