@@ -112,7 +112,7 @@ def test_symlinked_files_in_store_and_tmp_are_removed_not_followed(
 @pytest.mark.xfail(strict=True, reason=(
     "BUG (storage.py): Storage._remove_orphans unlinks whatever is not a listed file, and "
     "unlink() of a folder raises IsADirectoryError: a folder planted in store/envelopes stops "
-    "start-up with a traceback, and the process then never exits (see the next test)"))
+    "start-up with a traceback instead of a message (or being ignored)"))
 def test_a_folder_planted_in_the_store(fresh: tuple[Path, Path], tmp_path: Path) -> None:
     data, _outside = fresh
     (data / "store" / "envelopes" / f"{'ab' * 16}.srdb").mkdir()
@@ -121,10 +121,6 @@ def test_a_folder_planted_in_the_store(fresh: tuple[Path, Path], tmp_path: Path)
     assert code is None or (code > 0 and "store" in log)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (storage.py): Storage.open connects to the database, then migrates and sweeps; when "
-    "a later step fails it does not close the connection, whose aiosqlite thread keeps the "
-    "process alive: `dropbox-server run` prints 'error: ...' and hangs instead of exiting"))
 def test_a_refused_start_exits(fresh: tuple[Path, Path], tmp_path: Path) -> None:
     data, _outside = fresh
     db = sqlite3.connect(data / "db" / "dropbox.sqlite")
