@@ -1,7 +1,6 @@
-"""Failures the crash harness ran into under concurrent load, pinned as small tests.
-
-Both are bugs outside the files this suite owns; they are marked ``xfail(strict=True)`` so that
-the fix turns them into failures that ask for the marker to be removed.
+"""Failures the crash harness ran into under concurrent load, kept as small regression tests:
+an acknowledgement while another request's listing is still reading (fixed in 7514a56), and a
+listing long enough to reach the staff client in more than one read (fixed in cfb0711).
 """
 
 from __future__ import annotations
