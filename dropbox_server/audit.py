@@ -494,6 +494,10 @@ def _learn(report: AuditReport, conn: sqlite3.Connection, present: dict[str, lis
         learned["sources"] = conn.execute("SELECT COUNT(*) FROM sources").fetchone()[0]
         learned["sources_by_day"] = _counts(
             conn, "SELECT created_day, COUNT(*) FROM sources GROUP BY created_day ORDER BY 1")
+    if "last_visit_day" in present.get("sources", []):
+        learned["sources_by_last_visit_day"] = _counts(
+            conn, "SELECT last_visit_day, COUNT(*) FROM sources GROUP BY last_visit_day "
+                  "ORDER BY 1")
     for table, by_id in sizes.items():
         classes: dict[str, int] = {}
         for size in sorted(by_id.values()):
@@ -714,10 +718,32 @@ def audit(data_dir: Path) -> AuditReport:
         if missing:
             report.flag("missing", f"store/{table}", f"{len(missing)} listed item(s) have no "
                                                      "file")
-    report.note("file_times", "store/", "file change times (ctime) and folder times are set "
-                                        "by the kernel and cannot be normalised: a raw image "
-                                        "of the file system shows when files were last written")
+    report.learned["exact_modification_times"] = _exact_times(data_dir)
+    report.note("file_times", "store/", "change times (ctime) of files and folders are set by "
+                                        "the kernel and cannot be normalised: a raw image of the "
+                                        "file system shows when each was last written")
     return report
+
+
+# Places whose modification time is not normalised by design (SQLite writes the database all
+# the time) or may not be (a folder touched by a failed upload or a start-up clean-up).
+_TIMED_PLACES = (".", "db", f"db/{DB_NAME}", f"db/{DB_NAME}-wal", f"db/{DB_NAME}-shm", "store",
+                 "store/envelopes", "store/replies", "tmp", "secrets", "secrets/csrf.key")
+
+
+def _exact_times(data_dir: Path) -> dict[str, str]:
+    """Modification times with a time of day (UTC, to the second), by path: what the file
+    system tells about when the server last wrote there."""
+    times: dict[str, str] = {}
+    for rel in _TIMED_PLACES:
+        try:
+            info = (data_dir / rel).lstat()
+        except OSError:
+            continue
+        if _mtime_has_time_of_day(info):
+            moment = dt.datetime.fromtimestamp(int(info.st_mtime), dt.UTC)
+            times[rel] = moment.isoformat().replace("+00:00", "Z")
+    return times
 
 
 # --- the command -----------------------------------------------------------------------------
@@ -741,8 +767,11 @@ def render_text(report: AuditReport) -> str:
                        ("waiting reports by recipient", "envelopes_by_recipient"),
                        ("waiting reports by size class", "envelopes_by_size_class"),
                        ("sources by day created", "sources_by_day"),
+                       ("sources by day of their last visit", "sources_by_last_visit_day"),
                        ("replies by day", "replies_by_day"),
-                       ("replies by size class", "replies_by_size_class")):
+                       ("replies by size class", "replies_by_size_class"),
+                       ("last written (file system times; the database is written all the "
+                        "time)", "exact_modification_times")):
         if learned.get(key):
             lines.append(f"  {label}: " + ", ".join(f"{k}: {v}" for k, v in
                                                     learned[key].items()))

@@ -125,6 +125,10 @@ async def test_round_trip_leaves_only_coarse_metadata(setup: tuple[Server, Path]
     assert sum(learned["envelopes_by_day"].values()) == 2
     assert sum(learned["envelopes_by_size_class"].values()) == 2
     assert all(" to " in label for label in learned["envelopes_by_size_class"])
+    assert sum(learned["sources_by_last_visit_day"].values()) == 3
+    # The database's own time is what the file system tells (stored files are normalised).
+    assert "db/dropbox.sqlite" in learned["exact_modification_times"]
+    assert not any(p.startswith("store/envelopes/") for p in learned["exact_modification_times"])
     # Nothing the person wrote is anywhere on the disk, in any form the scan recognises.
     for path in data_dir.rglob("*"):
         if path.is_file() and path.suffix != ".toml":
