@@ -15,13 +15,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from dropbox_envelope.keys import SecretKey
 from dropbox_envelope.staffauth import NonceCache
 
 from .config import Config
+from .errors import StorageError
 from .questionnaire import DEFAULT_QUESTIONNAIRE, Questionnaire, load_questionnaire
 from .retention import Maintenance
 from .storage import Clock, Storage, utc_today
@@ -150,11 +150,18 @@ class Backend:
         # reports; losing one to an expired token is worse than the risk this key carries).
         folder = self.config.data_dir / "secrets"
         folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.is_symlink() or not folder.is_dir():
+            raise StorageError(f"{folder} must be a real folder, not a symlink")
         path = folder / "csrf.key"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         except FileExistsError:
-            return Path(path).read_bytes()
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:  # ELOOP: a planted symlink
+                raise StorageError(f"{path} must be a regular file, not a symlink") from None
+            with os.fdopen(fd, "rb") as handle:
+                return handle.read()
         key = secrets.token_bytes(32)
         try:
             os.write(fd, key)

@@ -348,10 +348,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _withhold_request_data(record: logging.LogRecord) -> bool:
+    record.msg = "a request could not be handled (%s; details withheld)"
+    record.args = (type(record.exc_info[1]).__name__ if record.exc_info and record.exc_info[1]
+                   else "no details",)
+    record.exc_info = None
+    record.exc_text = None
+    record.stack_info = None
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     # Everything the server creates (database, ciphertext, keys) is for its own user only.
     os.umask(0o077)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # aiohttp's server logger quotes unparsable requests (request lines, headers, cookies):
+    # keep the fact, drop the content.
+    logging.getLogger("aiohttp.server").addFilter(_withhold_request_data)
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)

@@ -258,7 +258,9 @@ class Storage:
             self._db = None
 
     def _prepare_folders(self) -> None:
-        for folder in (self.db_path.parent, self.envelopes_dir, self.replies_dir, self.tmp_dir):
+        # store/ first: mkdir(parents=True) below would otherwise follow a planted symlink.
+        for folder in (self.envelopes_dir.parent, self.db_path.parent, self.envelopes_dir,
+                       self.replies_dir, self.tmp_dir):
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             info = folder.lstat()
             if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
@@ -331,6 +333,9 @@ class Storage:
         def sweep() -> None:
             for folder, known in ((self.envelopes_dir, known_env), (self.replies_dir, known_rep)):
                 for path in folder.iterdir():
+                    if path.is_dir() and not path.is_symlink():
+                        raise StorageError(f"{path} is a folder; the store holds only files. "
+                                           "Move it out of the data folder and start again.")
                     if path.is_symlink() or not path.is_file() or path.stem not in known or \
                             path.suffix != ".srdb":
                         path.unlink()

@@ -157,11 +157,6 @@ async def test_oversize_headers_are_refused(running: Running, request_bytes: byt
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (logging, cli.py): aiohttp's 'aiohttp.server' logger reports every unparsable "
-    "request at ERROR level with a traceback whose message quotes the offending request line "
-    "or header (a URL, a cookie such as srdb_session); `dropbox-server run` leaves that "
-    "logger at INFO, so request data reaches the server's log"))
 async def test_a_malformed_request_is_not_quoted_in_the_log(running: Running) -> None:
     for request in (b"GET /CANARY-LINE\xe2\x80\xa5 HTTP/1.1\r\nHost: x\r\n\r\n",
                     b"GET / HTTP/1.1\r\nHost: x\r\nCookie: srdb_session=CANARY-COOKIE\r\n"

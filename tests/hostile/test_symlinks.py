@@ -78,10 +78,6 @@ def test_a_folder_replaced_by_a_symlink_stops_start_up(fresh: tuple[Path, Path],
     assert "Traceback" not in log
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (storage.py): Storage._prepare_folders checks db/, store/envelopes, store/replies and "
-    "tmp/ with lstat but not their parent store/; a store/ that is a symlink is followed, so "
-    "ciphertext lands wherever it points"))
 def test_store_replaced_by_a_symlink_stops_start_up(fresh: tuple[Path, Path],
                                                     tmp_path: Path) -> None:
     data, outside = fresh
@@ -109,10 +105,6 @@ def test_symlinked_files_in_store_and_tmp_are_removed_not_followed(
     assert sorted(p.name for p in outside.iterdir()) == ["victim.txt"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (storage.py): Storage._remove_orphans unlinks whatever is not a listed file, and "
-    "unlink() of a folder raises IsADirectoryError: a folder planted in store/envelopes stops "
-    "start-up with a traceback instead of a message (or being ignored)"))
 def test_a_folder_planted_in_the_store(fresh: tuple[Path, Path], tmp_path: Path) -> None:
     data, _outside = fresh
     (data / "store" / "envelopes" / f"{'ab' * 16}.srdb").mkdir()
@@ -132,10 +124,6 @@ def test_a_refused_start_exits(fresh: tuple[Path, Path], tmp_path: Path) -> None
 
 
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (backend.py): Backend._load_csrf_key reads an existing secrets/csrf.key with "
-    "Path.read_bytes(), which follows a symlink: a planted link makes the server use another "
-    "file's bytes as its form-token key (and secrets/ itself may be a link)"))
 async def test_a_symlinked_csrf_key_is_not_followed(fresh: tuple[Path, Path],
                                                     tmp_path: Path) -> None:
     data, outside = fresh
