@@ -58,8 +58,18 @@ def submit(page: Any) -> None:
         page.click("form#envelope-form button[type=submit]")
 
 
-@pytest.mark.parametrize("width", [320, 1280])
-@pytest.mark.parametrize("code", ["en", "ar"])
+ARTIFACTS = Path(__file__).resolve().parents[1] / "browser" / "artifacts"
+
+
+def shot(page: Any, code: str, name: str, width: int) -> None:
+    """Screenshots for reviewers (git-ignored artefacts), at the widths people look at."""
+    if width in (360, 1280):
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"a11y-{code}-{name}-{width}.png"), full_page=True)
+
+
+@pytest.mark.parametrize(("code", "width"),
+                         [("en", 320), ("en", 1280), ("ar", 320), ("ar", 360), ("ar", 1280)])
 def test_every_page_and_state(site: LiveSite, playwright: Any, tmp_path: Path,
                               axe_script: Path, code: str, width: int) -> None:
     context = launch(playwright, tmp_path / "profile", width=width)
@@ -72,9 +82,11 @@ def test_every_page_and_state(site: LiveSite, playwright: Any, tmp_path: Path,
         page.goto(f"{base}/")
         assert page.get_attribute("html", "dir") == ("rtl" if code == "ar" else None)
         audit(page, axe_script, f"{state} landing")
+        shot(page, code, "landing", width)
 
         page.goto(f"{base}/report")
         audit(page, axe_script, f"{state} report form, empty")
+        shot(page, code, "form", width)
 
         # Errors: an agency chosen, the one required question not answered.
         page.check("#recipient-labour-inspectors")
@@ -96,6 +108,7 @@ def test_every_page_and_state(site: LiveSite, playwright: Any, tmp_path: Path,
         groups = page.locator(".code .group").all_inner_texts()
         assert len(groups) == 5
         audit(page, axe_script, f"{state} receipt")
+        shot(page, code, "receipt", width)
 
         page.goto(f"{base}/login")
         audit(page, axe_script, f"{state} login")
@@ -116,6 +129,7 @@ def test_every_page_and_state(site: LiveSite, playwright: Any, tmp_path: Path,
         page.reload()
         assert page.locator(".reply").count() == 2
         audit(page, axe_script, f"{state} conversation with replies")
+        shot(page, code, "replies", width)
 
         submit(page)  # nothing written, no file: an error next to the message
         assert page.locator("#error-message").is_visible()
