@@ -49,7 +49,7 @@ from dropbox_envelope.errors import EnvelopeError
 
 from .config import CONFIG_NAME, load_config
 from .errors import BackupError
-from .storage import Storage
+from .storage import Storage, fsync_dir
 from .wrapping import StoredFile, normalise_times, open_for_reading
 
 __all__ = ["BackupSummary", "make_backup", "register", "restore_backup"]
@@ -165,7 +165,7 @@ def make_backup(data_dir: Path, out: Path) -> BackupSummary:
             handle.flush()
             os.fsync(handle.fileno())
         os.rename(part, out)
-        _fsync_dir(out.parent)
+        fsync_dir(out.parent)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
@@ -203,14 +203,6 @@ def _write_backup(data_dir: Path, handle: IO[bytes]) -> BackupSummary:
     finally:
         snapshot.close()
     return BackupSummary(counts["envelopes"], counts["replies"], sources, schema)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- restore ---------------------------------------------------------------------------------
@@ -302,7 +294,7 @@ def restore_backup(archive: Path, target: Path) -> BackupSummary:
         summary = asyncio.run(_verify(target))
         for folder in (target / "db", target / "store" / "envelopes",
                        target / "store" / "replies", target):
-            _fsync_dir(folder)
+            fsync_dir(folder)
         return summary
     except BaseException:
         if created:

@@ -165,6 +165,14 @@ def _first(fields: Mapping[str, Sequence[str]], name: str) -> str:
     return values[0] if values else ""
 
 
+async def _read_checked_form(request: web.Request) -> dict[str, list[str]]:
+    """A small urlencoded form whose CSRF token is valid; else :class:`Rejected`."""
+    fields = await _read_small_form(request)
+    if not _csrf_ok(request, _first(fields, "csrf")):
+        raise Rejected(403, "csrf")
+    return fields
+
+
 async def _read_small_form(request: web.Request) -> dict[str, list[str]]:
     """A small urlencoded form, read into memory (never multipart: no files, no temp files)."""
     if request.content_type != "application/x-www-form-urlencoded":
@@ -280,11 +288,9 @@ async def login_form(request: web.Request) -> web.Response:
 async def login_submit(request: web.Request) -> web.Response:
     backend = request.app[BACKEND]
     try:
-        fields = await _read_small_form(request)
+        fields = await _read_checked_form(request)
     except Rejected as exc:
         return _problem(request, exc.reason, exc.status)
-    if not _csrf_ok(request, _first(fields, "csrf")):
-        return _problem(request, "csrf", 403)
     text = _first(fields, "code")
     if len(text) > MAX_CODE_INPUT:
         return _login_page(request, status=400,
@@ -439,11 +445,9 @@ async def conversation_send(request: web.Request) -> web.StreamResponse:
 async def delete_reply(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     try:
-        fields = await _read_small_form(request)
+        fields = await _read_checked_form(request)
     except Rejected as exc:
         return _problem(request, exc.reason, exc.status)
-    if not _csrf_ok(request, _first(fields, "csrf")):
-        return _problem(request, "csrf", 403)
     session = _session(request)
     if session is None:
         return _problem(request, "session_ended", 403)
@@ -457,11 +461,9 @@ async def delete_reply(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     backend = request.app[BACKEND]
     try:
-        fields = await _read_small_form(request)
+        await _read_checked_form(request)
     except Rejected as exc:
         return _problem(request, exc.reason, exc.status)
-    if not _csrf_ok(request, _first(fields, "csrf")):
-        return _problem(request, "csrf", 403)
     backend.sessions.end(request.cookies.get(SESSION_COOKIE))
     response = _redirect(request, "/")
     response.del_cookie(SESSION_COOKIE, path="/")

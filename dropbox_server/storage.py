@@ -38,8 +38,8 @@ from dropbox_envelope.keys import KdfParams
 from .errors import StorageError
 from .wrapping import StoredFile, normalise_times, open_for_reading
 
-__all__ = ["EnvelopeRow", "ReplyRow", "SourceRow", "Storage", "Upload", "new_id", "today",
-           "utc_today"]
+__all__ = ["EnvelopeRow", "ReplyRow", "SourceRow", "Storage", "Upload", "fsync_dir", "new_id",
+           "today", "utc_today"]
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ class ReplyRow:
     seen: bool
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -355,8 +356,8 @@ class Storage:
             os.replace(upload.path, final)
             _normalise_dir(folder)
             _normalise_dir(self.tmp_dir)
-            _fsync_dir(folder)
-            _fsync_dir(self.tmp_dir)
+            fsync_dir(folder)
+            fsync_dir(self.tmp_dir)
         await asyncio.to_thread(durable_rename)
         return final
 
@@ -503,7 +504,7 @@ class Storage:
     def _unlink_durably(self, path: Path) -> None:
         path.unlink(missing_ok=True)
         _normalise_dir(path.parent)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     async def _checkpoint_erased(self) -> None:
         """Move every committed page into the database file (where secure_delete has zeroed the
