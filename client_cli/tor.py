@@ -30,8 +30,8 @@ import aiohttp_socks
 from aiohttp_socks import ProxyConnector, ProxyType
 from yarl import URL
 
-from dropbox_server.errors import OnionKeyError
-from dropbox_server.onion_keys import (
+from dropbox_envelope.errors import OnionKeyError
+from dropbox_envelope.onion import (
     ClientAuthKey,
     onion_address,
     parse_client_auth_secret,

@@ -15,6 +15,7 @@ __all__ = [
     "KeyFileError",
     "LimitExceeded",
     "NotForMe",
+    "OnionKeyError",
     "PayloadCorrupted",
     "UnsupportedVersion",
     "WrappedFileCorrupted",
@@ -75,6 +76,10 @@ class WrongPassphrase(KeyFileError):
 
     Check the keyboard layout and Caps Lock, and that this is the right key file.
     """
+
+
+class OnionKeyError(EnvelopeError):
+    """An onion service or client-authorisation key is missing, malformed or misplaced."""
 
 
 class InvalidCode(EnvelopeError):

@@ -23,7 +23,7 @@ from .app import create_app
 from .appkeys import STAFF_APP
 from .config import CONFIG_NAME, load_config, render_config, slug
 from .errors import ConfigError, OnionKeyError, StorageError, TorError
-from .onion_keys import OnionKeyStore, ServiceName
+from .onion_store import OnionKeyStore, ServiceName
 from .tor import OnionPublisher, Published, TorOptions
 
 __all__ = ["main"]

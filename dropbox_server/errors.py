@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Key formats are pure logic shared with the staff CLI, so their error lives with them.
+from dropbox_envelope.errors import OnionKeyError
+
 __all__ = ["BackupError", "ConfigError", "OnionKeyError", "StorageError", "TorError"]
 
 
@@ -15,10 +18,6 @@ class StorageError(Exception):
 
 class BackupError(StorageError):
     """A backup cannot be written, or a backup file cannot be restored; the message says why."""
-
-
-class OnionKeyError(Exception):
-    """An onion service or client-authorisation key is missing, malformed or misplaced."""
 
 
 class TorError(Exception):

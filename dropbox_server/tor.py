@@ -7,7 +7,7 @@ a private DataDirectory ``DATA/tor`` (mode 0700), a control socket inside it, no
 connection closes, however the server ends.
 
 Both services are ephemeral (``ADD_ONION``) but use the persistent keys of
-:class:`~dropbox_server.onion_keys.OnionKeyStore`, so the addresses survive restarts, and they
+:class:`~dropbox_server.onion_store.OnionKeyStore`, so the addresses survive restarts, and they
 vanish from the network as soon as the server (its control connection) goes away.
 
 * public: proof-of-work DoS defence (``PoWDefensesEnabled=1``), stream limits per circuit.
@@ -41,8 +41,10 @@ import stem
 import stem.connection
 import stem.control
 
+from dropbox_envelope.onion import OnionServiceKey, encode_client_auth_public
+
 from .errors import OnionKeyError, TorError
-from .onion_keys import OnionKeyStore, OnionServiceKey, ServiceName, encode_client_auth_public
+from .onion_store import OnionKeyStore, ServiceName
 
 __all__ = ["OnionPublisher", "Published", "TorOptions", "add_onion_command", "find_tor_binary"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from client_cli import tor
 from client_cli.staffapi import StaffApiError
-from dropbox_server.onion_keys import ClientAuthKey, OnionServiceKey
+from dropbox_envelope.onion import ClientAuthKey, OnionServiceKey
 from tests.tor.testnet import free_ports
 
 SERVICE = OnionServiceKey.from_seed(bytes(32))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from dropbox_envelope.onion import parse_onion_address
 from dropbox_server.middlewares import SECURITY_HEADERS
-from dropbox_server.onion_keys import parse_onion_address
 from tests.tor.onion_server import (
     SOCKS_BAD_CLIENT_AUTH,
     SOCKS_MISSING_CLIENT_AUTH,

@@ -12,13 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from dropbox_envelope.onion import ClientAuthKey, OnionServiceKey, parse_client_auth_secret
 from dropbox_server.errors import TorError
-from dropbox_server.onion_keys import (
-    ClientAuthKey,
-    OnionKeyStore,
-    OnionServiceKey,
-    parse_client_auth_secret,
-)
+from dropbox_server.onion_store import OnionKeyStore
 from dropbox_server.tor import add_onion_command, find_tor_binary
 from tests.support import require_binary
 from tests.tor.onion_server import ROOT, init_data_dir, server_cli, staff_add

@@ -94,3 +94,20 @@ from . import sibling
     assert tops.count("aiohttp") == 2
     assert {"stem", "aiosqlite"} <= set(tops)
     assert "sibling" not in tops
+
+
+def test_onion_key_formats_are_shared_pure_logic() -> None:
+    assert "dropbox_envelope.onion" in {module_name(p) for p in SOURCES}
+
+
+CLIENT_DIR = PACKAGE_DIR.parent / "client_cli"
+
+
+@pytest.mark.parametrize("path", sorted(CLIENT_DIR.rglob("*.py")),
+                         ids=lambda p: p.relative_to(CLIENT_DIR).as_posix())
+def test_staff_cli_does_not_import_the_server(path: Path) -> None:
+    """What the staff CLI shares with the server (envelope, key formats, onion keys) lives in
+    dropbox_envelope; the CLI runs on a machine that need not have the server's stack."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for line, top in imports(tree):
+        assert top != "dropbox_server", f"{path.name}:{line} imports dropbox_server"

@@ -1,7 +1,8 @@
 """v3 onion service keys and client-authorisation keys, in the formats tor itself uses.
 
-Pure logic (stdlib + PyNaCl): bytes and text in, bytes and text out, plus a small store that
-keeps the keys in the data folder. Nothing here talks to tor.
+Pure logic (stdlib + PyNaCl), shared by the server (which publishes the services) and the staff
+CLI (which reaches the staff service): bytes and text in, bytes and text out. Nothing here
+touches files or talks to tor; the server's key store is ``dropbox_server.onion_store``.
 
 Formats (tor's rend-spec-v3 and its on-disk files):
 
@@ -9,8 +10,8 @@ Formats (tor's rend-spec-v3 and its on-disk files):
   ``"== ed25519v1-secret: type0 ==\\0\\0\\0"`` followed by the 64-byte *expanded* Ed25519 secret
   key (clamped SHA-512 of a 32-byte seed: scalar || PRF secret). The same 64 bytes, base64, are
   the ``ED25519-V3:<blob>`` key of the control command ``ADD_ONION``. Because the file is
-  byte-for-byte tor's own, an operator can move it into a system tor's ``HiddenServiceDir``
-  (see torrc.example) and keep the address.
+  byte-for-byte tor's own, it can be put in a ``HiddenServiceDir`` and keeps the address.
+  Tor's ``hs_ed25519_public_key`` is ``"== ed25519v1-public: type0 ==\\0\\0\\0"`` + 32 bytes.
 * Onion address: ``base32(pubkey || SHA3-256(".onion checksum" || pubkey || 0x03)[:2] || 0x03)``,
   lower case, 56 characters, then ``.onion``.
 * Client authorisation (x25519): the service holds ``descriptor:x25519:<base32 public key>``
@@ -24,25 +25,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
 import nacl.bindings as sodium
 
 from .errors import OnionKeyError
 
 __all__ = [
+    "HS_PUBLIC_KEY_HEADER",
     "HS_SECRET_KEY_HEADER",
     "ClientAuthKey",
-    "OnionKeyStore",
     "OnionServiceKey",
-    "ServiceName",
+    "RandomSource",
     "encode_client_auth_public",
     "onion_address",
     "parse_client_auth_public",
@@ -52,10 +50,11 @@ __all__ = [
 ]
 
 RandomSource = Callable[[int], bytes]
-ServiceName = Literal["public", "staff"]
 
 #: Header of tor's ``hs_ed25519_secret_key`` file (32 bytes: text, then NUL padding).
 HS_SECRET_KEY_HEADER = b"== ed25519v1-secret: type0 ==\x00\x00\x00"
+#: Header of tor's ``hs_ed25519_public_key`` file.
+HS_PUBLIC_KEY_HEADER = b"== ed25519v1-public: type0 ==\x00\x00\x00"
 _ONION_VERSION = b"\x03"
 _ADDRESS_LEN = 56  # base32 of 32 + 2 + 1 bytes
 
@@ -143,6 +142,10 @@ class OnionServiceKey:
 
     def to_tor_file(self) -> bytes:
         return HS_SECRET_KEY_HEADER + self.expanded
+
+    def to_tor_public_file(self) -> bytes:
+        """The content of tor's ``hs_ed25519_public_key`` file for this key."""
+        return HS_PUBLIC_KEY_HEADER + self.public_key
 
     @property
     def public_key(self) -> bytes:
@@ -261,127 +264,3 @@ _CLIENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 def valid_client_name(name: str) -> bool:
     """Staff names double as file names: letters, digits, ``_ . -``; at most 64 characters."""
     return bool(_CLIENT_NAME.fullmatch(name)) and ".." not in name
-
-
-def _write_private(path: Path, data: bytes, *, replace: bool = False) -> None:
-    """Write ``data`` to ``path`` with mode 0600, durably; refuses to overwrite unless asked."""
-    tmp = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if replace:
-        os.replace(tmp, path)
-    else:
-        try:
-            os.link(tmp, path)  # atomic "create if absent"
-        finally:
-            tmp.unlink()
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-class OnionKeyStore:
-    """The ``onion/`` folder of a data folder.
-
-    ``onion/public.key`` and ``onion/staff.key`` (tor's ``hs_ed25519_secret_key`` format, 0600)
-    and ``onion/staff-clients/NAME.pub`` (tor's ``.auth`` line, 0600), one per staff member.
-    """
-
-    def __init__(self, data_dir: Path) -> None:
-        self.root = data_dir / "onion"
-        self.clients_dir = self.root / "staff-clients"
-
-    def _ensure_dirs(self) -> None:
-        for folder in (self.root, self.clients_dir):
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if folder.is_symlink() or not folder.is_dir():
-                raise OnionKeyError(f"{folder} is not a folder")
-            os.chmod(folder, 0o700)
-
-    def key_path(self, which: ServiceName) -> Path:
-        return self.root / f"{which}.key"
-
-    def load(self, which: ServiceName) -> OnionServiceKey | None:
-        path = self.key_path(which)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise OnionKeyError(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            return OnionServiceKey.from_tor_file(data)
-        except OnionKeyError as exc:
-            raise OnionKeyError(f"{path}: {exc}") from None
-
-    def load_or_create(self, which: ServiceName,
-                       random: RandomSource = os.urandom) -> OnionServiceKey:
-        """The service's key, created on first use so the address never changes afterwards."""
-        key = self.load(which)
-        if key is None:
-            self._ensure_dirs()
-            key = OnionServiceKey.generate(random)
-            try:
-                _write_private(self.key_path(which), key.to_tor_file())
-            except FileExistsError:  # another process created it first: use that one
-                loaded = self.load(which)
-                assert loaded is not None  # noqa: S101 - it exists, we just collided with it
-                return loaded
-        return key
-
-    def rotate(self, which: ServiceName,
-               random: RandomSource = os.urandom) -> tuple[str | None, OnionServiceKey]:
-        """Replace the service key (the old address stops working); returns (old addr, key)."""
-        old = self.load(which)
-        self._ensure_dirs()
-        key = OnionServiceKey.generate(random)
-        _write_private(self.key_path(which), key.to_tor_file(), replace=True)
-        return (old.address if old else None), key
-
-    def client_path(self, name: str) -> Path:
-        if not valid_client_name(name):
-            raise OnionKeyError(f"staff name {name!r}: use letters, digits, '_', '.', '-' "
-                                "(at most 64 characters)")
-        return self.clients_dir / f"{name}.pub"
-
-    def add_client(self, name: str, random: RandomSource = os.urandom) -> ClientAuthKey:
-        """Create ``name``'s key pair; only the public half is stored. Refuses duplicates."""
-        path = self.client_path(name)
-        self._ensure_dirs()
-        key = ClientAuthKey.generate(random)
-        try:
-            _write_private(path, (key.service_line() + "\n").encode("ascii"))
-        except FileExistsError:
-            raise OnionKeyError(f"staff member {name!r} already has a key; "
-                                "remove it first to issue a new one") from None
-        return key
-
-    def remove_client(self, name: str) -> None:
-        path = self.client_path(name)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            raise OnionKeyError(f"no onion key for staff member {name!r}") from None
-
-    def clients(self) -> dict[str, bytes]:
-        """Staff name -> x25519 public key, for every ``staff-clients/NAME.pub``."""
-        result: dict[str, bytes] = {}
-        if not self.clients_dir.is_dir():
-            return result
-        for path in sorted(self.clients_dir.glob("*.pub")):
-            name = path.name.removesuffix(".pub")
-            if not valid_client_name(name):
-                continue
-            try:
-                result[name] = parse_client_auth_public(path.read_text(encoding="ascii"))
-            except (OSError, UnicodeDecodeError, OnionKeyError) as exc:
-                raise OnionKeyError(f"{path}: not a client authorisation key: {exc}") from None
-        return result
