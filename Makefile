@@ -10,7 +10,7 @@ PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.stamp
-PKGS   := dropbox_envelope dropbox_server client_cli
+PKGS   := dropbox_envelope dropbox_questionnaire dropbox_server client_cli
 BENCH  ?= benchmarks/run.py
 BENCH_ARGS ?=
 

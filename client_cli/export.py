@@ -166,9 +166,10 @@ def _answer_rows(report: ReportFolder, english: qn.Questionnaire | None,
     for key in keys:
         value = answers[key]
         question = english.question(key) if english else None
+        section = english.section_of(key) if english else None
         local = translated.question(key) if translated else None
         row: dict[str, Any] = {"question_id": key, "value": value,
-                               "section": question.section if question else "",
+                               "section": section.title if section else "",
                                "question_en": question.label if question else None,
                                "question_reporter_language": local.label if local else None,
                                "answer_en": None, "answer_reporter_language": None}

@@ -1,82 +1,45 @@
-"""The questionnaire's wording, option indicators and urgent flags, read on the offline machine.
+"""The questionnaires the offline tools read reports with: which files, and which one a report
+was answered with.
 
-The report form's questions live in a JSON file shipped with the server (format 1, see
-``dropbox_server/questionnaire.py``). The offline tools need the same file to show answers with
-their wording and to recompute triage, but must not import the server's code (it pulls in
-aiohttp and the database layer). So this module reads the file itself, by path: by default the
-``questionnaire*.json`` files shipped as package data of ``dropbox_server`` (found with
-:mod:`importlib.resources`, which imports only that package's empty ``__init__``), or the files
-given with ``--questionnaire``.
+The questionnaire itself (the file format, its validation, the shipped files) is
+:mod:`dropbox_questionnaire`, the same code the server checks its form with; it imports neither
+the server nor the network stack. By default the staff tools use the files shipped with it (the
+main file and its translations, checked against each other as the server checks them), or the
+files given with ``--questionnaire``, each read on its own.
 
 Each file holds one questionnaire version (``id``) in one language (``language``). Several
-files with the same ``id`` and different languages are translations of each other. Today the
-project ships English only.
-
-Pure: text in, objects out; :func:`load_files` is the only function that reads files.
+files with the same ``id`` and different languages are translations of each other.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.resources
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dropbox_questionnaire import (
+    DEFAULT_ID,
+    DEFAULT_QUESTIONNAIRE,
+    Questionnaire,
+    QuestionnaireError,
+    load_file,
+    load_questionnaire,
+)
+from dropbox_questionnaire.format import translation_files
+
 from .errors import CliError
 
 __all__ = [
     "DEFAULT_ID",
-    "Option",
-    "Question",
     "Questionnaire",
     "QuestionnaireSet",
     "add_argument",
     "default_files",
     "from_args",
     "load_files",
-    "parse",
 ]
-
-DEFAULT_ID = "default-en-1"
-"""The questionnaire the server uses unless its operator configured another one."""
-
-MAX_FILE_BYTES = 4 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Option:
-    id: str
-    label: str
-    indicator: str = ""
-    urgent: bool = False
-
-
-@dataclass(frozen=True)
-class Question:
-    id: str
-    type: str
-    label: str
-    section: str
-    options: tuple[Option, ...] = ()
-
-    def option(self, option_id: str) -> Option | None:
-        return next((o for o in self.options if o.id == option_id), None)
-
-
-@dataclass(frozen=True)
-class Questionnaire:
-    """One questionnaire version in one language."""
-
-    id: str
-    language: str
-    questions: tuple[Question, ...]
-    source: str = ""
-
-    def question(self, question_id: str) -> Question | None:
-        return next((q for q in self.questions if q.id == question_id), None)
 
 
 @dataclass(frozen=True)
@@ -115,89 +78,34 @@ class QuestionnaireSet:
         return found, (f"the report does not name its questionnaire; read with {DEFAULT_ID!r}")
 
 
-def _text(value: Any, where: str) -> str:
-    if not isinstance(value, str):
-        raise CliError(f"{where} must be text")
-    return value
-
-
-def parse(doc: Any, where: str = "questionnaire") -> Questionnaire:
-    """A questionnaire document (format 1); only the parts the staff tools use are checked."""
-    if not isinstance(doc, dict) or doc.get("format") != 1:
-        raise CliError(f"{where}: not a questionnaire file (format 1)")
-    sections = doc.get("sections")
-    if not isinstance(sections, list):
-        raise CliError(f"{where}: 'sections' must be a list")
-    questions: list[Question] = []
-    for s_index, section in enumerate(sections):
-        if not isinstance(section, dict) or not isinstance(section.get("questions"), list):
-            raise CliError(f"{where}: sections[{s_index}] is malformed")
-        title = _text(section.get("title", ""), f"{where}: sections[{s_index}].title")
-        for q_index, question in enumerate(section["questions"]):
-            here = f"{where}: sections[{s_index}].questions[{q_index}]"
-            if not isinstance(question, dict):
-                raise CliError(f"{here} is not an object")
-            options = []
-            for o_index, option in enumerate(question.get("options", [])):
-                if not isinstance(option, dict):
-                    raise CliError(f"{here}.options[{o_index}] is not an object")
-                urgent = option.get("urgent", False)
-                if not isinstance(urgent, bool):
-                    raise CliError(f"{here}.options[{o_index}].urgent must be true or false")
-                options.append(Option(_text(option.get("id"), f"{here}.options[{o_index}].id"),
-                                      _text(option.get("label", ""), f"{here} option label"),
-                                      _text(option.get("indicator", ""), f"{here} indicator"),
-                                      urgent))
-            questions.append(Question(_text(question.get("id"), f"{here}.id"),
-                                      _text(question.get("type", ""), f"{here}.type"),
-                                      _text(question.get("label", ""), f"{here}.label"),
-                                      title, tuple(options)))
-    return Questionnaire(_text(doc.get("id"), f"{where}: id"),
-                         _text(doc.get("language"), f"{where}: language"),
-                         tuple(questions), where)
-
-
 def default_files() -> list[Path]:
-    """The questionnaire files shipped as package data of ``dropbox_server``, if installed.
-
-    ``importlib.resources.files`` imports the package's ``__init__`` only, which has no
-    dependencies; none of the server's modules are loaded.
-    """
-    try:
-        folder = importlib.resources.files("dropbox_server")
-    except ModuleNotFoundError:
-        return []
-    found = []
-    for entry in folder.iterdir():
-        if entry.name.startswith("questionnaire") and entry.name.endswith(".json") and \
-                entry.is_file():
-            found.append(Path(str(entry)))
-    return sorted(found)
+    """The questionnaire files shipped with :mod:`dropbox_questionnaire`: the main file and its
+    translations."""
+    return [DEFAULT_QUESTIONNAIRE, *(path for _, path in translation_files(DEFAULT_QUESTIONNAIRE))]
 
 
 def load_files(paths: Iterable[Path]) -> QuestionnaireSet:
-    """Read every questionnaire file in ``paths``; raises :class:`CliError` on a bad one."""
-    items = []
-    for path in paths:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise CliError(f"{path}: too large for a questionnaire file")
-        try:
-            doc = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-            raise CliError(f"{path}: not a valid JSON file") from None
-        items.append(parse(doc, str(path)))
-    return QuestionnaireSet(tuple(items))
+    """Read every questionnaire file in ``paths``, each on its own; raises :class:`CliError`
+    naming the file and the place in it on a bad one."""
+    try:
+        return QuestionnaireSet(tuple(load_file(path) for path in paths))
+    except QuestionnaireError as exc:
+        raise CliError(str(exc)) from None
 
 
 def add_argument(parser: argparse.ArgumentParser) -> None:
     """``--questionnaire FILE`` (repeatable), shared by inbox, related and export."""
     parser.add_argument("--questionnaire", metavar="FILE", type=Path, action="append",
                         help="a questionnaire JSON file (repeat for translations); default: "
-                             "the files shipped with dropbox_server")
+                             "the files shipped with the drop box")
 
 
 def from_args(paths: Sequence[Path] | None) -> QuestionnaireSet:
     """The questionnaires named on the command line, else the shipped ones."""
-    return load_files(paths if paths else default_files())
+    if paths:
+        return load_files(paths)
+    try:
+        shipped = load_questionnaire()
+    except QuestionnaireError as exc:
+        raise CliError(str(exc)) from None
+    return QuestionnaireSet((shipped, *shipped.translations.values()))

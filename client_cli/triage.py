@@ -4,11 +4,12 @@ Pure logic over a ``report.json`` document and the questionnaire it was answered
 
 The server adds its own ``triage`` (``{"urgent": bool, "indicators": [...]}``) to the manifest of
 every report made through its form, but a report sealed in the browser carries whatever its
-sender wrote there. So triage is recomputed here from the answers and the questionnaire, and a
-difference from the report's own claim is shown. Urgency is never lowered because of such a
-difference: a report that claims to be urgent stays urgent (and is flagged), because missing a
-real emergency costs more than reading a false one early. Indicators are the recomputed ones;
-any the claim adds are only listed in the flag.
+sender wrote there. So triage is recomputed here from the answers and the questionnaire, with the
+server's own code (:mod:`dropbox_questionnaire.triage`), and a difference from the report's own
+claim is shown, as is every chosen option the questionnaire does not know. Urgency is never
+lowered because of such a difference: a report that claims to be urgent stays urgent (and is
+flagged), because missing a real emergency costs more than reading a false one early.
+Indicators are the recomputed ones; any the claim adds are only listed in the flag.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .questionnaire import Questionnaire
+from dropbox_questionnaire import Questionnaire, assess_answers
+from dropbox_questionnaire.triage import chosen_ids
 
 __all__ = ["Assessment", "Contact", "assess", "contact_of", "matches", "sort_key"]
 
@@ -73,14 +75,6 @@ class Assessment:
                 "questionnaire_note": self.note, "contact": self.contact.to_json()}
 
 
-def _chosen(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
 def _claim(report: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, bool | None,
                                                  set[str] | None]:
     claimed = report.get("triage")
@@ -96,7 +90,7 @@ def _claim(report: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, bool | 
 def contact_of(report: Mapping[str, Any], questionnaire: Questionnaire | None) -> Contact:
     answers = report.get("answers")
     answers = answers if isinstance(answers, dict) else {}
-    chosen = _chosen(answers.get(CONTACT_QUESTION))
+    chosen = chosen_ids(answers.get(CONTACT_QUESTION))
     details = answers.get(CONTACT_DETAILS_QUESTION)
     details = details if isinstance(details, str) else ""
     if not chosen:
@@ -125,23 +119,12 @@ def assess(report: Mapping[str, Any], questionnaire: Questionnaire | None,
         return Assessment(bool(claimed_urgent), (), tuple(sorted(claimed_indicators or ())),
                           False, claimed, tuple(flags), contact_of(report, None), note)
 
-    urgent_reasons: list[str] = []
-    indicators: set[str] = set()
-    for question_id, value in answers.items():
-        question = questionnaire.question(question_id)
-        if question is None or not question.options:
-            continue
-        for option_id in _chosen(value):
-            option = question.option(option_id)
-            if option is None:
-                flags.append(f"answer {question_id!r} has an option the questionnaire does "
-                             f"not know: {option_id!r}")
-                continue
-            if option.urgent:
-                urgent_reasons.append(option.label)
-            if option.indicator:
-                indicators.add(option.indicator)
-    urgent = bool(urgent_reasons)
+    found = assess_answers(questionnaire, answers)
+    flags += [f"answer {question_id!r} has an option the questionnaire does not know: "
+              f"{option_id!r}" for question_id, option_id in found.unknown_options]
+    urgent_reasons = [option.label for option in found.urgent_options]
+    indicators = set(found.indicators)
+    urgent = found.urgent
 
     if claimed is not None:
         if claimed_urgent is not None and claimed_urgent != urgent:

@@ -1,6 +1,7 @@
-"""dropbox_envelope is pure logic: it must never pull in the server's I/O stack (aiohttp,
-aiosqlite) or Tor control (stem). Its package docstring promises PyNaCl and the standard library
-only, so the browser-side and CLI-side users can rely on it."""
+"""dropbox_envelope and dropbox_questionnaire are pure logic shared by the server and the staff
+CLI: they must never pull in the server's I/O stack (aiohttp, aiosqlite), Tor control (stem), or
+the server or CLI themselves. Their package docstrings promise PyNaCl and the standard library
+only (the questionnaire: the standard library only), so both sides can rely on them."""
 
 from __future__ import annotations
 
@@ -14,43 +15,47 @@ import pytest
 
 import dropbox_envelope
 
-FORBIDDEN = {"aiohttp", "aiosqlite", "stem"}
-ALLOWED_THIRD_PARTY = {"nacl"}
-PACKAGE_DIR = Path(dropbox_envelope.__file__).resolve().parent
-SOURCES = sorted(PACKAGE_DIR.rglob("*.py"))
+FORBIDDEN = {"aiohttp", "aiosqlite", "stem", "dropbox_server", "client_cli"}
+# Each pure package, and what it may import besides the standard library.
+ALLOWED_THIRD_PARTY = {"dropbox_envelope": {"nacl"}, "dropbox_questionnaire": set[str]()}
+ROOT = Path(dropbox_envelope.__file__).resolve().parent.parent
+PACKAGE_DIR = ROOT / "dropbox_envelope"
+SOURCES = sorted(p for package in ALLOWED_THIRD_PARTY for p in (ROOT / package).rglob("*.py"))
 
 
 def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def test_sources_found() -> None:
     names = {module_name(p) for p in SOURCES}
     assert {"dropbox_envelope", "dropbox_envelope.envelope", "dropbox_envelope.keys",
-            "dropbox_envelope.streams", "dropbox_envelope.header"} <= names
+            "dropbox_envelope.streams", "dropbox_envelope.header", "dropbox_questionnaire",
+            "dropbox_questionnaire.format", "dropbox_questionnaire.triage"} <= names
 
 
-def test_importing_every_module_loads_no_forbidden_package() -> None:
+@pytest.mark.parametrize("package", sorted(ALLOWED_THIRD_PARTY))
+def test_importing_every_module_loads_no_forbidden_package(package: str) -> None:
     """In a fresh interpreter (this one has pytest plugins loaded), import every module."""
-    script = """
+    script = f"""
 import importlib, json, pkgutil, sys
-import dropbox_envelope
-names = sorted(m.name for m in pkgutil.walk_packages(dropbox_envelope.__path__,
-                                                     "dropbox_envelope."))
+import {package}
+names = sorted(m.name for m in pkgutil.walk_packages({package}.__path__, "{package}."))
 for name in names:
     importlib.import_module(name)
-print(json.dumps({"names": names, "modules": sorted(sys.modules)}))
+print(json.dumps({{"names": names, "modules": sorted(sys.modules)}}))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             check=True, timeout=60)
     report = json.loads(result.stdout)
-    expected = {module_name(p) for p in SOURCES} - {"dropbox_envelope"}
+    expected = {module_name(p) for p in SOURCES if module_name(p).startswith(f"{package}.")}
     assert set(report["names"]) == expected
     assert set(report["names"]) <= set(report["modules"])
     loaded = {m.split(".")[0] for m in report["modules"]}
-    assert "nacl" in loaded  # the check is live: a real dependency shows up
-    assert not loaded & FORBIDDEN, f"dropbox_envelope pulls in {sorted(loaded & FORBIDDEN)}"
+    # The check is live: the package and its real dependencies show up.
+    assert {package, *ALLOWED_THIRD_PARTY[package]} <= loaded
+    assert not loaded & FORBIDDEN, f"{package} pulls in {sorted(loaded & FORBIDDEN)}"
 
 
 def imports(tree: ast.AST) -> list[tuple[int, str]]:
@@ -72,12 +77,13 @@ def imports(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: module_name(p))
-def test_static_imports_are_stdlib_or_nacl(path: Path) -> None:
+def test_static_imports_are_stdlib_or_allowed(path: Path) -> None:
+    allowed = ALLOWED_THIRD_PARTY[module_name(path).split(".")[0]]
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     for line, top in imports(tree):
         assert top not in FORBIDDEN, f"{path.name}:{line} imports {top}"
-        assert top in sys.stdlib_module_names or top in ALLOWED_THIRD_PARTY or \
-            top == "__future__", f"{path.name}:{line} imports {top}, not stdlib or PyNaCl"
+        assert top in sys.stdlib_module_names or top in allowed or top == "__future__", \
+            f"{path.name}:{line} imports {top}, not stdlib or {sorted(allowed)}"
 
 
 def test_static_check_sees_forbidden_imports() -> None:
