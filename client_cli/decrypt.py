@@ -29,7 +29,7 @@ from dropbox_envelope.streams import decrypt
 
 from .errors import EXPECTED_ERRORS, CliError, describe_error, one_line
 from .filenames import safe_name
-from .fsutil import create_new, fsync_dir, refuse_existing, write_new_file
+from .fsutil import create_new, fsync_dir, read_json_object, refuse_existing, write_new_file
 from .keyfiles import unlock_key_file
 from .progress import Progress
 from .report import render_json, render_text, report_document
@@ -147,18 +147,9 @@ def _envelope_stem(path: Path) -> str:
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
     """The server metadata written by ``fetch`` next to an envelope, if there is one."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_SIDECAR_BYTES + 1)
+        doc = read_json_object(path, MAX_SIDECAR_BYTES, "the server metadata file")
     except FileNotFoundError:
         return None
-    if len(data) > MAX_SIDECAR_BYTES:
-        raise CliError(f"{path}: the server metadata file is too large")
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise CliError(f"{path}: the server metadata file is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise CliError(f"{path}: the server metadata file is not a JSON object")
     digest = doc.get("sha256")
     if not isinstance(digest, str) or not _SHA256_HEX.fullmatch(digest.lower()):
         raise CliError(f"{path}: the server metadata file has no valid \"sha256\"")

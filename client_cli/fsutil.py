@@ -1,11 +1,13 @@
-"""Careful file-system primitives: create-only opens, fsync, rename without clobbering."""
+"""Careful file-system primitives: create-only opens, fsync, rename without clobbering, and
+reading a JSON file that may not be what it claims."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .errors import CliError
 
@@ -13,6 +15,7 @@ __all__ = [
     "create_new",
     "fsync_dir",
     "publish_file",
+    "read_json_object",
     "refuse_existing",
     "write_new_file",
 ]
@@ -88,3 +91,24 @@ def publish_file(tmp: Path, final: Path) -> None:
     else:
         os.unlink(tmp)
     fsync_dir(final.parent)
+
+
+def read_json_object(path: Path, limit: int, what: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``, reading at most ``limit`` bytes of it.
+
+    Raises :class:`CliError` naming ``path`` (and ``what`` it should be, e.g. "the server
+    metadata file") if it is larger, not UTF-8 JSON, or not an object; :class:`OSError` (such as
+    :class:`FileNotFoundError`) if it cannot be opened.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    problem = f"{path}: {what} is" if what else f"{path}:"
+    if len(data) > limit:
+        raise CliError(f"{problem} too large")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise CliError(f"{problem} not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise CliError(f"{problem} not a JSON object")
+    return doc

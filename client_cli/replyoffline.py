@@ -34,7 +34,7 @@ from dropbox_envelope.keys import PublicKey, StaffSecretKey
 
 from . import tor
 from .errors import CliError, describe_error, one_line
-from .fsutil import fsync_dir, refuse_existing, write_new_file
+from .fsutil import fsync_dir, read_json_object, refuse_existing, write_new_file
 from .keyfiles import load_encryption_key
 from .replytemplates import load_templates
 from .reportfolders import REPORT_NAME
@@ -135,14 +135,10 @@ def message_and_language(args: argparse.Namespace) -> tuple[str, str]:
 
 # --- the source's key ------------------------------------------------------------------------
 
-def _json_file(path: Path, limit: int) -> Any:
+def _json_file(path: Path, limit: int) -> dict[str, Any] | None:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
-        if len(data) > limit:
-            return None
-        return json.loads(data.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return read_json_object(path, limit)
+    except (OSError, CliError):
         return None
 
 

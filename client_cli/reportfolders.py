@@ -9,7 +9,6 @@ defensively (wrong types become "not given"), never trusted to name files outsid
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CliError
+from .fsutil import read_json_object
 
 __all__ = [
     "CUSTODY_NAME",
@@ -126,28 +126,14 @@ class ReportFolder:
         return self.path / "attachments" / parts[1]
 
 
-def _read_json(path: Path, limit: int) -> dict[str, Any]:
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise CliError(f"{path}: too large")
-    try:
-        doc = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise CliError(f"{path}: not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise CliError(f"{path}: not a JSON object")
-    return doc
-
-
 def load_report_folder(path: Path) -> ReportFolder:
     """Read one report folder; raises :class:`CliError` if it is not one."""
     report_json = path / REPORT_NAME
     if not report_json.is_file():
         raise CliError(f"{path} is not a decrypted report folder (no {REPORT_NAME})")
-    doc = _read_json(report_json, MAX_REPORT_JSON_BYTES)
+    doc = read_json_object(report_json, MAX_REPORT_JSON_BYTES)
     custody_path = path / CUSTODY_NAME
-    custody = _read_json(custody_path, 1024 * 1024) if custody_path.is_file() else None
+    custody = read_json_object(custody_path, 1024 * 1024) if custody_path.is_file() else None
     return ReportFolder(path, doc, custody, path.name[:8])
 
 

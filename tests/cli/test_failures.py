@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from client_cli import decrypt as decrypt_module
+from client_cli.errors import CliError
+from client_cli.fsutil import read_json_object
 from tests.cli.conftest import KeyPair, Run, seal, tree
 
 BIG = 300_000  # several 64 KiB chunks: plaintext reaches the disk before the corruption
@@ -262,3 +264,20 @@ def test_leftover_partial_folders_are_reported(tmp_path: Path, agency: KeyPair,
     code, _out, err = _decrypt(run, agency, passphrase_file, tmp_path / "out", env)
     assert code == 0
     assert f"warning: {leftover} was left by an interrupted decrypt" in err
+
+
+def test_json_files_that_are_not_what_they_claim(tmp_path: Path) -> None:
+    """One bounded reader for the JSON files the CLI reads (fetch's server metadata, report
+    folders, prepared replies): each failure names the file, and what it should have been."""
+    path = tmp_path / "x.json"
+    limit = 1024 * 1024
+    for data, problem in ((b"{}" + b" " * limit, "too large"), (b"\xff{}", "not valid JSON"),
+                          (b"[" * 100_000, "not valid JSON"), (b"[]", "not a JSON object")):
+        path.write_bytes(data)
+        with pytest.raises(CliError) as info:
+            read_json_object(path, limit, "the server metadata file")
+        assert str(info.value) == f"{path}: the server metadata file is {problem}"
+    path.write_bytes(b'{"sha256": "ab"}')
+    assert read_json_object(path, 100) == {"sha256": "ab"}
+    with pytest.raises(FileNotFoundError):
+        read_json_object(tmp_path / "missing.json", 100)
