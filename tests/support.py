@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NoReturn
 
 import pytest
@@ -30,3 +32,15 @@ def require_binary(name: str, why: str) -> str:
     if path is None:
         skip_or_fail(f"{name} not installed: {why}")
     return path
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one ``dropbox-client`` run returned and printed (the ``run`` fixture)."""
+
+    code: int
+    out: str
+    err: str
+
+
+Run = Callable[..., Result]

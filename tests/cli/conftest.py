@@ -10,22 +10,15 @@ from typing import Any
 
 import pytest
 
-from client_cli.cli import main
 from dropbox_envelope.envelope import Encryptor
 from dropbox_envelope.keys import PublicKey
 from dropbox_envelope.manifest import Manifest
 
+# The CLI runner's types, for the tests here that take the ``run`` fixture (tests/conftest.py).
+from tests.support import Result as Result
+from tests.support import Run as Run
+
 PASSPHRASE = "correct horse battery staple"
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Run = Callable[..., Result]
 
 
 @dataclass(frozen=True)
@@ -38,19 +31,6 @@ class KeyPair:
 def _fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every key made in these tests uses the weak test KDF parameters."""
     monkeypatch.setenv("SRDB_TEST_KDF", "1")
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``run("decrypt", "--out", ...)``: call main() in-process, return code and output."""
-
-    def _run(*argv: str | Path) -> Result:
-        capsys.readouterr()  # drop output from fixtures
-        code = main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return _run
 
 
 @pytest.fixture

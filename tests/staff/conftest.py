@@ -26,7 +26,6 @@ import pytest_asyncio
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
-from client_cli.cli import main
 from dropbox_envelope.codes import generate_code, new_credentials
 from dropbox_envelope.keys import TEST_KDF, PublicKey, SecretKey, StaffSecretKey, lock_secret_key
 from dropbox_envelope.staffauth import sign_request
@@ -37,6 +36,10 @@ from dropbox_server.backend import Backend
 from dropbox_server.config import Config, load_config, render_config
 from dropbox_server.staff import HEADER_BODY_SHA256
 from dropbox_server.storage import Storage
+
+# The CLI runner's types, for the tests here that take the ``run`` fixture (tests/conftest.py).
+from tests.support import Result as Result
+from tests.support import Run as Run
 
 PASSPHRASE = "staff test passphrase"
 RECIPIENT = "city-police"
@@ -231,26 +234,3 @@ def start_server(world: World, tmp_path: Path) -> Iterator[Callable[[], str]]:
         process.wait(10)
         if process.stdout is not None:
             process.stdout.close()
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``run("fetch", ...)``: ``dropbox-client`` in-process, as the console script runs it."""
-
-    def _run(*argv: str | Path) -> Result:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return _run

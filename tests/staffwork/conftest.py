@@ -11,41 +11,21 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client_cli.cli import main
 from dropbox_envelope.envelope import Encryptor
 from dropbox_envelope.keys import TEST_KDF, SecretKey, lock_secret_key
 
+# The CLI runner's types, for the tests here that take the ``run`` fixture (tests/conftest.py).
+from tests.support import Result as Result
+from tests.support import Run as Run
+
 PASSPHRASE = "staffwork test passphrase"
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-Run = Callable[..., Result]
-
-
-@pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]) -> Run:
-    """``run("inbox", ...)``: ``dropbox-client`` in-process."""
-
-    def _run(*argv: str | Path) -> Result:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return _run
 
 
 @dataclass(frozen=True)
