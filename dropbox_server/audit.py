@@ -599,7 +599,9 @@ def _classify(ctx: _Context, entry: os.DirEntry[str], rel: str) -> bool:
     if is_dir:
         if rel == "tor":
             report.note("tor", rel, "tor's own state folder (consensus cache, logs, state "
-                                    "file with tor's own timestamps); not inspected")
+                                    "file with tor's own timestamps, and copies of the onion "
+                                    "service keys and staff client keys in onion-public/ and "
+                                    "onion-staff/); not inspected")
         return rel in ("db", "store", "store/envelopes", "store/replies", "tmp", "secrets",
                        "keys", "onion", "onion/staff-clients", "tor") or (
             ctx.questionnaire is not None and ctx.questionnaire.startswith(rel + "/"))

@@ -24,7 +24,7 @@ from .appkeys import STAFF_APP
 from .config import CONFIG_NAME, load_config, render_config, slug
 from .errors import ConfigError, OnionKeyError, StorageError, TorError
 from .onion_store import OnionKeyStore, ServiceName
-from .tor import OnionPublisher, Published, TorOptions
+from .tor import OnionPublisher, Published, TorOptions, discard_service_copy
 
 __all__ = ["main"]
 
@@ -123,7 +123,8 @@ async def serve(data_dir: Path, *, dev: bool, port: int | None, staff_port: int 
                 ready.set()
             await stop.wait()
             return
-        publisher = OnionPublisher(data_dir, tor, say=lambda text: print(text, flush=True))
+        publisher = OnionPublisher(data_dir, tor, defenses=config.onion_defenses,
+                                   say=lambda text: print(text, flush=True))
         await _serve_onions(publisher, data_dir, _port(public_site), _port(staff_site), stop,
                             ready)
     finally:
@@ -286,6 +287,7 @@ def cmd_onion_rotate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     old, key = store.rotate(which)
+    discard_service_copy(data_dir, which)
     print(f"{which} onion address: {old or '(none)'} -> {key.address}")
     print("Takes effect at the next `dropbox-server run` (restart a running server).")
     if which == "staff":

@@ -15,8 +15,8 @@ from dropbox_envelope.keys import KdfParams, PublicKey, StaffPublicKey
 
 from .errors import ConfigError
 
-__all__ = ["CONFIG_NAME", "Config", "Limits", "Recipient", "StaffMember", "load_config",
-           "render_config", "slug"]
+__all__ = ["CONFIG_NAME", "Config", "Limits", "OnionDefenses", "Recipient", "StaffMember",
+           "load_config", "render_config", "slug"]
 
 CONFIG_NAME = "dropbox.toml"
 
@@ -53,6 +53,28 @@ class Limits:
     unfetched_warning_days: int = 7
 
 
+#: Tor accepts rates and bursts up to INT32_MAX (hs_config.c).
+_TOR_RATE_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class OnionDefenses:
+    """Tor's denial-of-service defences for both onion services (``[tor]`` in dropbox.toml).
+
+    Defaults: proof-of-work with tor's own queue defaults, as SecureDrop enables it by default
+    since 2.9; introduction-point rate limits on, with the values tor's manual gives as the
+    defaults (25 introductions a second per introduction point, bursts of 200), which tor
+    itself only applies when asked (HiddenServiceEnableIntroDoSDefense defaults to 0).
+    """
+
+    pow_defenses: bool = True
+    pow_queue_rate: int = 250
+    pow_queue_burst: int = 2500
+    intro_dos_defense: bool = True
+    intro_dos_rate_per_sec: int = 25
+    intro_dos_burst_per_sec: int = 200
+
+
 @dataclass(frozen=True)
 class Config:
     data_dir: Path
@@ -63,6 +85,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     code_kdf: KdfParams = CODE_KDF
     questionnaire: Path | None = None
+    onion_defenses: OnionDefenses = field(default_factory=OnionDefenses)
 
     def recipient(self, recipient_id: str) -> Recipient | None:
         return next((r for r in self.recipients if r.id == recipient_id), None)
@@ -156,6 +179,7 @@ def load_config(data_dir: Path) -> Config:
         raise ConfigError(f"{path}: [server] questionnaire must be a file path")
     kdf = KdfParams(_int(server, "code_kdf_opslimit", CODE_KDF.opslimit, path),
                     _int(server, "code_kdf_memlimit", CODE_KDF.memlimit, path))
+    defenses = _onion_defenses(_table(doc, "tor", path), path)
     return Config(
         data_dir=data_dir,
         recipients=tuple(recipients),
@@ -165,7 +189,37 @@ def load_config(data_dir: Path) -> Config:
         limits=limits,
         code_kdf=kdf,
         questionnaire=(data_dir / questionnaire) if questionnaire else None,
+        onion_defenses=defenses,
     )
+
+
+def _onion_defenses(table: dict[str, Any], path: Path) -> OnionDefenses:
+    d = OnionDefenses()
+    names = list(OnionDefenses.__dataclass_fields__)
+    unknown = sorted(set(table) - set(names))
+    if unknown:
+        raise ConfigError(f"{path}: [tor] {unknown[0]} is not a setting (known: "
+                          f"{', '.join(names)})")
+    values: dict[str, Any] = {}
+    for key in names:
+        value = table.get(key, getattr(d, key))
+        if isinstance(getattr(d, key), bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: [tor] {key} must be true or false")
+        elif (not isinstance(value, int) or isinstance(value, bool)
+              or not 1 <= value <= _TOR_RATE_MAX):
+            # 0 would mean "no limit" to tor: a defence is turned off with its switch instead.
+            raise ConfigError(f"{path}: [tor] {key} must be a whole number from 1 to "
+                              f"{_TOR_RATE_MAX}")
+        values[key] = value
+    defenses = OnionDefenses(**values)
+    for rate, burst in (("pow_queue_rate", "pow_queue_burst"),
+                        ("intro_dos_rate_per_sec", "intro_dos_burst_per_sec")):
+        if values[burst] < values[rate]:
+            # Tor itself refuses such a service (hs_config.c); say so before it does.
+            raise ConfigError(f"{path}: [tor] {burst} ({values[burst]}) must not be smaller "
+                              f"than {rate} ({values[rate]})")
+    return defenses
 
 
 def _table(doc: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
@@ -199,6 +253,30 @@ def _str(table: dict[str, Any], key: str, where: str, *, required: bool = False)
 def _q(text: str) -> str:
     # JSON string escapes are valid TOML basic-string escapes for everything json.dumps emits.
     return json.dumps(text, ensure_ascii=False)
+
+
+def _render_tor_section() -> list[str]:
+    o = OnionDefenses()
+    return [
+        "",
+        "[tor]",
+        "# Tor's denial-of-service defences, for both onion services. They apply when",
+        "# `dropbox-server run` starts its own tor; a system tor (--tor-control, --no-tor)",
+        "# needs them in its torrc (see torrc.example). The limits in [server] apply as well.",
+        "# Proof of work: when flooded, tor asks clients to solve a puzzle first and serves",
+        "# those who did the most work first; dormant (no cost to anyone) otherwise. On by",
+        "# default, as in SecureDrop since 2.9; queue rate and burst are tor's defaults.",
+        f"pow_defenses = {str(o.pow_defenses).lower()}",
+        f"pow_queue_rate = {o.pow_queue_rate}",
+        f"pow_queue_burst = {o.pow_queue_burst}",
+        "# Introduction-point rate limits: each introduction point lets at most",
+        "# intro_dos_rate_per_sec introductions a second through to this server (bursts up to",
+        "# intro_dos_burst_per_sec). Tor leaves this off unless asked; the numbers are the",
+        "# defaults tor's manual gives, ample for people opening a reporting form.",
+        f"intro_dos_defense = {str(o.intro_dos_defense).lower()}",
+        f"intro_dos_rate_per_sec = {o.intro_dos_rate_per_sec}",
+        f"intro_dos_burst_per_sec = {o.intro_dos_burst_per_sec}",
+    ]
 
 
 def render_config(recipients: list[tuple[str, str, list[str]]],
@@ -239,6 +317,7 @@ def render_config(recipients: list[tuple[str, str, list[str]]],
         f"unfetched_warning_days = {d.unfetched_warning_days}",
         "# Questionnaire file (JSON); empty = the built-in one.",
         'questionnaire = ""',
+        *_render_tor_section(),
         "",
         "# Who people can report to. A report is sealed to every key of the chosen recipient:",
         "# list the agency key and its offline backup key.",

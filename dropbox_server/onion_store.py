@@ -164,17 +164,19 @@ def write_hidden_service_dir(folder: Path, key: OnionServiceKey,
                              clients: dict[str, bytes]) -> None:
     """Lay out ``folder`` as tor's ``HiddenServiceDir`` for ``key``, authorising ``clients``.
 
-    Writes ``hs_ed25519_secret_key`` (the stored key, byte for byte), ``hs_ed25519_public_key``
-    and ``hostname``, so tor loads exactly our key and never makes one of its own; and one
-    ``authorized_clients/NAME.auth`` per client, removing any other ``.auth`` file, so a revoked
-    key is gone from the folder before tor reads it. With no clients the folder has no
+    Writes ``hs_ed25519_secret_key`` (the stored key, byte for byte) and
+    ``hs_ed25519_public_key``, so tor loads exactly our key and never makes one of its own, and
+    removes ``hostname`` (tor writes it again when it loads the key: the caller's proof); and
+    one ``authorized_clients/NAME.auth`` per client, removing any other ``.auth`` file, so a
+    revoked key is gone from the folder before tor reads it. With no clients the folder has no
     ``authorized_clients/`` entries and tor would publish the service to anyone: callers only
     pass an empty ``clients`` for the public service.
     """
     _private_folder(folder)
     _write_private(folder / "hs_ed25519_secret_key", key.to_tor_file(), replace=True)
     _write_private(folder / "hs_ed25519_public_key", key.to_tor_public_file(), replace=True)
-    _write_private(folder / "hostname", (key.address + "\n").encode("ascii"), replace=True)
+    with contextlib.suppress(FileNotFoundError):
+        (folder / "hostname").unlink()
     authorized = folder / "authorized_clients"
     _private_folder(authorized)
     wanted = {f"{name}.auth" for name in clients}

@@ -6,17 +6,26 @@ a private DataDirectory ``DATA/tor`` (mode 0700), a control socket inside it, no
 ``__OwningControllerProcess`` + ``TAKEOWNERSHIP`` so that tor exits when this server's control
 connection closes, however the server ends.
 
-Both services are ephemeral (``ADD_ONION``) but use the persistent keys of
-:class:`~dropbox_server.onion_store.OnionKeyStore`, so the addresses survive restarts, and they
-vanish from the network as soon as the server (its control connection) goes away.
+Both services use the persistent keys of :class:`~dropbox_server.onion_store.OnionKeyStore`,
+so the addresses survive restarts, and they vanish from the network as soon as the server goes
+away. How they are published depends on the tor:
 
-* public: proof-of-work DoS defence (``PoWDefensesEnabled=1``), stream limits per circuit.
-* staff: the same, plus v3 client authorisation with one x25519 key per staff member
-  (``ClientAuthV3=`` per key): without a listed key a client cannot even decrypt the descriptor.
-  With no staff keys at all the staff service is not published.
+* Our own tor: as ``HiddenServiceDir`` services (``SETCONF`` over the control connection, the
+  same lines also written to its torrc so a reload of that tor keeps them). Each folder
+  (``DATA/tor/onion-public``, ``DATA/tor/onion-staff``) is rewritten from the store before
+  publishing: the secret key, and one ``authorized_clients/NAME.auth`` per staff member. This
+  is the only way to give tor every DoS defence of ``[tor]`` in dropbox.toml, including the
+  introduction-point rate limits (``HiddenServiceEnableIntroDoSDefense``), which ``ADD_ONION``
+  cannot set.
+* A running tor (``--tor-control``): ephemeral services (``ADD_ONION``), since a system tor
+  usually cannot use a folder of ours (it runs as its own user, often confined by AppArmor, and
+  refuses a ``HiddenServiceDir`` it does not own), and ``SETCONF`` would replace the onion
+  services of its own torrc. Proof of work and stream limits apply; the introduction-point
+  rate limits must come from that tor's torrc (a notice says so; see torrc.example).
 
-Not available through ``ADD_ONION`` (only in a torrc, see torrc.example):
-``HiddenServiceEnableIntroDoSDefense`` (rate limits enforced by the introduction points).
+Both services get proof-of-work and stream limits per circuit; the staff service also v3 client
+authorisation with one x25519 key per staff member: without a listed key a client cannot even
+decrypt the descriptor. With no staff keys at all the staff service is not published.
 
 stem's calls have no timeouts, so every one runs in a worker thread under our own deadline.
 Nothing here logs circuits, timings or client addresses; tor keeps ``SafeLogging 1``.
@@ -43,10 +52,12 @@ import stem.control
 
 from dropbox_envelope.onion import OnionServiceKey, encode_client_auth_public
 
+from .config import OnionDefenses
 from .errors import OnionKeyError, TorError
-from .onion_store import OnionKeyStore, ServiceName
+from .onion_store import OnionKeyStore, ServiceName, write_hidden_service_dir
 
-__all__ = ["OnionPublisher", "Published", "TorOptions", "add_onion_command", "find_tor_binary"]
+__all__ = ["OnionPublisher", "Published", "TorOptions", "add_onion_command",
+           "discard_service_copy", "find_tor_binary", "hidden_service_options", "service_dir"]
 
 log = logging.getLogger("dropbox_server.tor")
 # stem logs control traffic at debug/trace levels; keep it quiet whatever the root level is.
@@ -61,10 +72,13 @@ ONION_PORT = 80
 #: Concurrent streams per rendezvous circuit; beyond that tor closes the circuit. A browser
 #: needs a handful; staff clients one or two.
 MAX_STREAMS = {"public": 32, "staff": 8}
-#: Proof-of-work queue (tor's defaults: 250 requests/s, burst 2500).
-POW_QUEUE_RATE = 250
-POW_QUEUE_BURST = 2500
 CALL_TIMEOUT = 30.0
+INTRO_DOS_NOTICE = (
+    "tor: note: introduction-point rate limits ([tor] intro_dos_defense in dropbox.toml) "
+    "cannot be given to a running tor through its control port (ADD_ONION); these services "
+    "get proof-of-work and stream limits only. For the rate limits too, publish both "
+    "services from that tor's own torrc (HiddenServiceEnableIntroDoSDefense; see "
+    "torrc.example) and run with --no-tor, or let dropbox-server start its own tor.")
 #: After the last HSDir upload was answered, wait this long for the second descriptor's uploads.
 UPLOAD_QUIET = 1.0
 STOP_GRACE = 10.0
@@ -108,7 +122,7 @@ def find_tor_binary(explicit: str | None = None) -> str:
 
 def _torrc_value(value: str) -> str:
     # Torrc values with spaces or quotes need a quoted string (C-style escapes).
-    if re.fullmatch(r"[A-Za-z0-9_./:@+=,-]+", value):
+    if re.fullmatch(r"[A-Za-z0-9_./:@+=,-]+( [A-Za-z0-9_./:@+=,-]+)*", value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -122,21 +136,59 @@ def _log_tail(path: Path, lines: int = 20) -> str:
 
 
 def add_onion_command(which: ServiceName, key: OnionServiceKey, port: int,
-                      clients: dict[str, bytes]) -> str:
+                      clients: dict[str, bytes], defenses: OnionDefenses) -> str:
     """The raw ``ADD_ONION`` line (stem's helper has no proof-of-work arguments).
 
-    Contains the service's secret key: never log it.
+    Contains the service's secret key: never log it. ``ADD_ONION`` has no introduction-point
+    rate limits: ``defenses.intro_dos_*`` cannot apply here.
     """
     parts = ["ADD_ONION", key.add_onion_key()]
     flags = ["MaxStreamsCloseCircuit"]
     if clients:
         flags.append("V3Auth")
-    parts += [f"Flags={','.join(flags)}", f"MaxStreams={MAX_STREAMS[which]}",
-              "PoWDefensesEnabled=1", f"PoWQueueRate={POW_QUEUE_RATE}",
-              f"PoWQueueBurst={POW_QUEUE_BURST}", f"Port={ONION_PORT},127.0.0.1:{port}"]
+    parts += [f"Flags={','.join(flags)}", f"MaxStreams={MAX_STREAMS[which]}"]
+    if defenses.pow_defenses:
+        parts += ["PoWDefensesEnabled=1", f"PoWQueueRate={defenses.pow_queue_rate}",
+                  f"PoWQueueBurst={defenses.pow_queue_burst}"]
+    parts.append(f"Port={ONION_PORT},127.0.0.1:{port}")
     parts += [f"ClientAuthV3={encode_client_auth_public(public)}"
               for public in clients.values()]
     return " ".join(parts)
+
+
+def service_dir(data_dir: Path, which: ServiceName) -> Path:
+    """Our own tor's ``HiddenServiceDir`` for ``which``: a copy of the stored key (and of the
+    staff members' public keys), rewritten from ``DATA/onion/`` at each publication."""
+    return data_dir / "tor" / f"onion-{which}"
+
+
+def discard_service_copy(data_dir: Path, which: ServiceName) -> None:
+    """Remove the copy of a replaced service key from our tor's folder (``onion rotate``)."""
+    with contextlib.suppress(FileNotFoundError):
+        (service_dir(data_dir, which) / "hs_ed25519_secret_key").unlink()
+
+
+def hidden_service_options(which: ServiceName, folder: Path, port: int,
+                           defenses: OnionDefenses) -> list[tuple[str, str]]:
+    """One service's ``HiddenService*`` options, in order (``HiddenServiceDir`` first), for
+    ``SETCONF`` and the torrc. Client authorisation comes from ``folder/authorized_clients``."""
+    options = [("HiddenServiceDir", str(folder)),
+               ("HiddenServiceVersion", "3"),
+               ("HiddenServicePort", f"{ONION_PORT} 127.0.0.1:{port}"),
+               ("HiddenServiceMaxStreams", str(MAX_STREAMS[which])),
+               ("HiddenServiceMaxStreamsCloseCircuit", "1"),
+               ("HiddenServicePoWDefensesEnabled", "1" if defenses.pow_defenses else "0")]
+    if defenses.pow_defenses:
+        options += [("HiddenServicePoWQueueRate", str(defenses.pow_queue_rate)),
+                    ("HiddenServicePoWQueueBurst", str(defenses.pow_queue_burst))]
+    options.append(("HiddenServiceEnableIntroDoSDefense",
+                    "1" if defenses.intro_dos_defense else "0"))
+    if defenses.intro_dos_defense:
+        options += [("HiddenServiceEnableIntroDoSRatePerSec",
+                     str(defenses.intro_dos_rate_per_sec)),
+                    ("HiddenServiceEnableIntroDoSBurstPerSec",
+                     str(defenses.intro_dos_burst_per_sec))]
+    return options
 
 
 class _LaunchedTor:
@@ -148,10 +200,23 @@ class _LaunchedTor:
         self.proc: subprocess.Popen[bytes] | None = None
         self.control_socket = self.dir / "control.sock"
         self.control_port_file = self.dir / "control.port"
+        self.torrc = self.dir / "torrc"
+        self._base_config: list[str] = []
 
     @property
     def notice_log(self) -> Path:
         return self.dir / "notice.log"
+
+    def service_dir(self, which: ServiceName) -> Path:
+        return service_dir(self.dir.parent, which)
+
+    def write_torrc(self, services: list[tuple[str, str]]) -> None:
+        """The torrc: our fixed lines, then the onion services' lines (so that a reload of this
+        tor, e.g. a SIGHUP sent to it, keeps what ``SETCONF`` set)."""
+        lines = self._base_config + [f"{key} {_torrc_value(value)}" for key, value in services]
+        tmp = self.torrc.with_name("torrc.tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, self.torrc)
 
     def start(self) -> None:
         binary = find_tor_binary(self.options.tor_binary)
@@ -185,8 +250,9 @@ class _LaunchedTor:
                 raise TorError(f"--tor-extra-config {self.options.extra_config}: "
                                f"{exc.strerror}") from None
             lines += ["# --tor-extra-config " + str(self.options.extra_config), extra]
-        torrc = self.dir / "torrc"
-        torrc.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self._base_config = lines
+        self.write_torrc([])
+        torrc = self.torrc
         with (self.dir / "stdout.log").open("wb") as stdout:
             try:
                 self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own torrc
@@ -257,9 +323,11 @@ class OnionPublisher:
     """
 
     def __init__(self, data_dir: Path, options: TorOptions, *,
+                 defenses: OnionDefenses | None = None,
                  say: Callable[[str], None] = print) -> None:
         self.data_dir = data_dir
         self.options = options
+        self.defenses = defenses or OnionDefenses()
         self.store = OnionKeyStore(data_dir)
         self.say = say
         self.lost = asyncio.Event()
@@ -268,6 +336,8 @@ class OnionPublisher:
         self._uploads: dict[str, _Uploads] = {}
         self._services: dict[ServiceName, str] = {}
         self._ports: dict[ServiceName, int] = {}
+        self._keys: dict[ServiceName, OnionServiceKey] = {}
+        self._clients: dict[str, bytes] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
 
@@ -395,9 +465,9 @@ class OnionPublisher:
         elif action == "FAILED":
             uploads.failed += 1
 
-    async def _add_onion(self, which: ServiceName, key: OnionServiceKey, port: int,
-                         clients: dict[str, bytes]) -> None:
-        command = add_onion_command(which, key, port, clients)
+    async def _add_onion(self, which: ServiceName, clients: dict[str, bytes]) -> None:
+        key = self._keys[which]
+        command = add_onion_command(which, key, self._ports[which], clients, self.defenses)
         reply = await self._call(self.controller.msg, command, what=f"publishing the {which} "
                                  "onion service")
         if not reply.is_ok():
@@ -414,32 +484,76 @@ class OnionPublisher:
             raise TorError(f"tor published the {which} service under an unexpected address")
         self._services[which] = service_id
 
+    async def _configure_services(self, launched: _LaunchedTor,
+                                  clients: dict[str, bytes]) -> None:
+        """Publish through our own tor's configuration: rewrite the service folders from the
+        store, ``SETCONF`` every ``HiddenService*`` line at once, keep them in its torrc."""
+        wanted: list[tuple[ServiceName, dict[str, bytes]]] = [("public", {})]
+        if clients:  # never without clients: an empty authorized_clients/ means "anyone"
+            wanted.append(("staff", clients))
+        options: list[tuple[str, str]] = []
+        try:
+            for which, authorised in wanted:
+                folder = launched.service_dir(which)
+                write_hidden_service_dir(folder, self._keys[which], authorised)
+                options += hidden_service_options(which, folder, self._ports[which],
+                                                  self.defenses)
+        except (OSError, OnionKeyError) as exc:
+            raise TorError(f"cannot prepare tor's onion service folders: {exc}") from None
+        try:
+            await self._call(self.controller.set_options, options,
+                             what="configuring the onion services")
+        except TorError as exc:
+            tail = _log_tail(launched.notice_log, 6)
+            raise TorError(f"{exc}; end of {launched.notice_log}:\n{tail}" if tail
+                           else str(exc)) from None
+        launched.write_torrc(options)
+        self._services = {}
+        for which, _ in wanted:
+            # Tor writes `hostname` when it loads the key: proof it uses ours.
+            hostname = launched.service_dir(which) / "hostname"
+            try:
+                written = hostname.read_text(encoding="ascii").strip()
+            except (OSError, UnicodeDecodeError):
+                written = ""
+            if written != self._keys[which].address:
+                raise TorError(f"tor did not publish the {which} service from our key "
+                               f"({hostname}: {written or 'missing'})")
+            self._services[which] = self._keys[which].service_id
+
     async def publish(self, public_port: int, staff_port: int) -> Published:
         """Publish both services and wait until their descriptors are on the HSDirs."""
         try:
-            public_key = self.store.load_or_create("public")
-            staff_key = self.store.load_or_create("staff")
+            self._keys = {"public": self.store.load_or_create("public"),
+                          "staff": self.store.load_or_create("staff")}
             clients = self.store.clients()
         except OnionKeyError as exc:
             raise TorError(str(exc)) from None
         self._ports = {"public": public_port, "staff": staff_port}
-        wanted: list[tuple[ServiceName, OnionServiceKey, int, dict[str, bytes]]] = [
-            ("public", public_key, public_port, {})]
-        if clients:
-            wanted.append(("staff", staff_key, staff_port, clients))
-        await self._publish(wanted)
-        return Published(public=public_key.address,
-                         staff=staff_key.address if clients else None,
-                         staff_clients=tuple(clients))
+        if self._launched is None and self.defenses.intro_dos_defense:
+            self.say(INTRO_DOS_NOTICE)
+        await self._publish(clients, ("public", "staff") if clients else ("public",))
+        return self._published()
 
-    async def _publish(self, wanted: list[tuple[ServiceName, OnionServiceKey, int,
-                                                dict[str, bytes]]]) -> None:
-        self._uploads = {key.service_id: _Uploads() for _, key, _, _ in wanted}
+    def _published(self) -> Published:
+        staff = "staff" in self._services
+        return Published(public=self._keys["public"].address,
+                         staff=self._keys["staff"].address if staff else None,
+                         staff_clients=tuple(self._clients) if staff else ())
+
+    async def _publish(self, clients: dict[str, bytes],
+                       changed: tuple[ServiceName, ...]) -> None:
+        """Bring the services to ``clients`` and wait for the uploads of the ``changed`` ones."""
+        self._uploads = {self._keys[which].service_id: _Uploads() for which in changed}
         await self._call(self.controller.add_event_listener, self._on_hs_desc,
                          stem.control.EventType.HS_DESC, what="subscribing to HS_DESC events")
         try:
-            for which, key, port, clients in wanted:
-                await self._add_onion(which, key, port, clients)
+            if self._launched is not None:
+                await self._configure_services(self._launched, clients)
+            else:
+                for which in changed:
+                    await self._add_onion(which, clients if which == "staff" else {})
+            self._clients = dict(clients)
             await self._wait_uploaded()
         finally:
             with contextlib.suppress(TorError):
@@ -459,22 +573,24 @@ class OnionPublisher:
             await asyncio.sleep(0.1)
 
     async def reload_staff(self) -> Published | None:
-        """Re-publish the staff service with the current ``staff-clients/`` (``SIGHUP``)."""
+        """Re-publish the staff service with the current ``staff-clients/`` (``SIGHUP``).
+
+        The service keys stay those published at start (``onion rotate`` needs a restart).
+        """
         if "public" not in self._services:
             return None
         try:
-            staff_key = self.store.load_or_create("staff")
             clients = self.store.clients()
         except OnionKeyError as exc:
             raise TorError(str(exc)) from None
-        if "staff" in self._services:
+        if clients == self._clients and ("staff" in self._services) == bool(clients):
+            return self._published()  # nothing changed: nothing to upload
+        if self._launched is None and "staff" in self._services:
             await self._call(self.controller.msg, f"DEL_ONION {self._services.pop('staff')}",
                              what="withdrawing the staff onion service")
-        if clients:
-            await self._publish([("staff", staff_key, self._ports["staff"], clients)])
-        return Published(public=self._services["public"] + ".onion",
-                         staff=staff_key.address if clients else None,
-                         staff_clients=tuple(clients))
+        # A changed client list makes tor build and upload new staff descriptors.
+        await self._publish(clients, ("staff",) if clients else ())
+        return self._published()
 
     # ------------------------------------------------------------------------- close
     def _lost_error(self, what: str) -> TorError:

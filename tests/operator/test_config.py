@@ -11,7 +11,7 @@ import pytest
 
 from dropbox_envelope.keys import SecretKey, StaffSecretKey
 from dropbox_server.cli import main as server_main
-from dropbox_server.config import CONFIG_NAME, load_config
+from dropbox_server.config import CONFIG_NAME, OnionDefenses, load_config
 from dropbox_server.errors import ConfigError
 
 
@@ -143,3 +143,70 @@ def test_data_folders_are_private(initialised: Path) -> None:
         assert mode & 0o077 == 0, f"{sub} is {oct(mode)}"
     db_mode = stat.S_IMODE((initialised / "db" / "dropbox.sqlite").stat().st_mode)
     assert db_mode & 0o077 == 0
+
+
+def test_init_writes_the_tor_defences_commented_with_their_defaults(initialised: Path) -> None:
+    text = (initialised / CONFIG_NAME).read_text(encoding="utf-8")
+    section = text[text.index("\n[tor]\n"):text.index("[[recipient]]")]
+    assert "torrc.example" in section and "SecureDrop" in section and "manual" in section
+    for line in ("pow_defenses = true", "pow_queue_rate = 250", "pow_queue_burst = 2500",
+                 "intro_dos_defense = true", "intro_dos_rate_per_sec = 25",
+                 "intro_dos_burst_per_sec = 200"):
+        assert f"\n{line}\n" in section, line
+    assert load_config(initialised).onion_defenses == OnionDefenses(
+        pow_defenses=True, pow_queue_rate=250, pow_queue_burst=2500, intro_dos_defense=True,
+        intro_dos_rate_per_sec=25, intro_dos_burst_per_sec=200)
+
+
+def test_tor_defences_are_configurable(initialised: Path) -> None:
+    _edit(initialised, "intro_dos_rate_per_sec = 25", "intro_dos_rate_per_sec = 10")
+    _edit(initialised, "pow_defenses = true", "pow_defenses = false")
+    defenses = load_config(initialised).onion_defenses
+    assert defenses.intro_dos_rate_per_sec == 10 and not defenses.pow_defenses
+    assert defenses.intro_dos_defense
+
+
+def test_a_config_without_a_tor_section_gets_the_defaults(initialised: Path) -> None:
+    # Data folders made before [tor] existed keep working, with every defence on.
+    path = initialised / CONFIG_NAME
+    text = path.read_text(encoding="utf-8")
+    start, end = text.index("\n[tor]\n"), text.index("# Who people can report to")
+    path.write_text(text[:start] + "\n" + text[end:], encoding="utf-8")
+    assert "[tor]" not in path.read_text(encoding="utf-8")
+    assert load_config(initialised).onion_defenses == OnionDefenses()
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("intro_dos_defense = true", 'intro_dos_defense = "yes"',
+     "[tor] intro_dos_defense must be true or false"),
+    ("pow_defenses = true", "pow_defenses = 1", "[tor] pow_defenses must be true or false"),
+    ("intro_dos_rate_per_sec = 25", "intro_dos_rate_per_sec = 0",
+     "[tor] intro_dos_rate_per_sec must be a whole number from 1 to 2147483647"),
+    ("pow_queue_rate = 250", "pow_queue_rate = -5", "[tor] pow_queue_rate must be"),
+    ("pow_queue_burst = 2500", "pow_queue_burst = 2147483648", "[tor] pow_queue_burst must be"),
+    ("intro_dos_burst_per_sec = 200", "intro_dos_burst_per_sec = 2.5",
+     "[tor] intro_dos_burst_per_sec must be"),
+    ("intro_dos_burst_per_sec = 200", "intro_dos_burst_per_sec = true",
+     "[tor] intro_dos_burst_per_sec must be"),
+    ("intro_dos_burst_per_sec = 200", "intro_dos_burst_per_sec = 20",
+     "[tor] intro_dos_burst_per_sec (20) must not be smaller than intro_dos_rate_per_sec (25)"),
+    ("pow_queue_burst = 2500", "pow_queue_burst = 100",
+     "[tor] pow_queue_burst (100) must not be smaller than pow_queue_rate (250)"),
+    ("intro_dos_defense = true", "intro_dos_defense = true\nintro_dos_rate = 5",
+     "[tor] intro_dos_rate is not a setting"),
+])
+def test_bad_tor_settings_name_the_key_and_the_file(initialised: Path, old: str, new: str,
+                                                    message: str) -> None:
+    _edit(initialised, old, new)
+    with pytest.raises(ConfigError) as err:
+        load_config(initialised)
+    assert message in str(err.value)
+    assert str(initialised / CONFIG_NAME) in str(err.value)
+
+
+def test_tor_must_be_a_table(initialised: Path) -> None:
+    path = initialised / CONFIG_NAME
+    text = path.read_text(encoding="utf-8").replace("\n[tor]\n", "\n[tor_old]\n")
+    path.write_text('tor = "on"\n' + text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"dropbox\.toml: \[tor\] must be a table"):
+        load_config(initialised)

@@ -4,6 +4,7 @@ which joins the network and publishes both sites; a tor client fetches them by S
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 
 from dropbox_envelope.onion import parse_onion_address
 from dropbox_server.middlewares import SECURITY_HEADERS
+from dropbox_server.onion_store import OnionKeyStore
 from tests.tor.onion_server import (
     SOCKS_BAD_CLIENT_AUTH,
     SOCKS_MISSING_CLIENT_AUTH,
@@ -45,9 +47,46 @@ class Site:
         self.data, self.server, self.alice, self.bob = data, server, alice, bob
 
 
+#: Not the defaults, so that the test sees dropbox.toml's values reach tor.
+INTRO_RATE, INTRO_BURST = 30, 300
+
+
+def _set_tor_setting(data: Path, key: str, value: str) -> None:
+    path = data / "dropbox.toml"
+    text, count = re.subn(rf"^{key} = .*$", f"{key} = {value}",
+                          path.read_text(encoding="utf-8"), flags=re.M)
+    assert count == 1, key
+    path.write_text(text, encoding="utf-8")
+
+
+def _services_in_effect(data: Path) -> list[dict[str, str]]:
+    """Tor's own answer (GETCONF) for the onion services of the server's tor, one dict each."""
+    with ControlConnection.open(data / "tor" / "control.sock",
+                                data / "tor" / "control_auth_cookie") as conn:
+        lines = conn.request("GETCONF HiddenServiceOptions")
+    services: list[dict[str, str]] = []
+    for line in lines:
+        key, _, value = line.partition("=")
+        if key == "HiddenServiceDir":
+            services.append({})
+        if key.startswith("HiddenService") and services:
+            services[-1][key] = value
+    return services
+
+
+def _assert_defences(service: dict[str, str]) -> None:
+    assert service["HiddenServiceEnableIntroDoSDefense"] == "1"
+    assert service["HiddenServiceEnableIntroDoSRatePerSec"] == str(INTRO_RATE)
+    assert service["HiddenServiceEnableIntroDoSBurstPerSec"] == str(INTRO_BURST)
+    assert service["HiddenServicePoWDefensesEnabled"] == "1"
+    assert service["HiddenServicePoWQueueRate"] == "250"
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory, join_config: Path) -> Iterator[Site]:
     data, _keys = init_data_dir(tmp_path_factory.mktemp("site"))
+    _set_tor_setting(data, "intro_dos_rate_per_sec", str(INTRO_RATE))
+    _set_tor_setting(data, "intro_dos_burst_per_sec", str(INTRO_BURST))
     alice, bob = staff_add(data, "alice"), staff_add(data, "bob")
     server = ServerProcess(data, join_config)
     try:
@@ -82,6 +121,29 @@ def test_addresses_are_the_stored_keys(site: Site) -> None:
     assert site.alice.service_id + ".onion" == site.server.staff
     assert parse_onion_address(site.server.public)  # checksum valid
     assert site.server.public != site.server.staff
+    stored = OnionKeyStore(site.data).load("public")
+    assert stored is not None and stored.address == site.server.public
+
+
+def test_own_tor_applies_the_configured_intro_point_rate_limits(site: Site) -> None:
+    """The launched tor runs both services from HiddenServiceDir folders with every defence of
+    dropbox.toml's [tor], including what ADD_ONION cannot set."""
+    services = _services_in_effect(site.data)
+    folders = [s["HiddenServiceDir"] for s in services]
+    assert folders == [str(site.data / "tor" / "onion-public"),
+                       str(site.data / "tor" / "onion-staff")]
+    for service in services:
+        _assert_defences(service)
+    assert services[1]["HiddenServiceMaxStreams"] == "8"
+    # The same lines are in the torrc, so a reload of that tor keeps them.
+    torrc = (site.data / "tor" / "torrc").read_text(encoding="utf-8")
+    assert torrc.count(f"HiddenServiceEnableIntroDoSBurstPerSec {INTRO_BURST}\n") == 2
+    # Tor loaded our keys (it rewrote hostname) and sees one .auth file per staff member.
+    tor_dir = site.data / "tor"
+    assert (tor_dir / "onion-public" / "hostname").read_text().strip() == site.server.public
+    assert (tor_dir / "onion-staff" / "hostname").read_text().strip() == site.server.staff
+    assert sorted(p.name for p in (tor_dir / "onion-staff" / "authorized_clients").iterdir()) \
+        == ["alice.auth", "bob.auth"]
 
 
 def test_published_descriptor_offers_proof_of_work(site: Site) -> None:
@@ -135,6 +197,13 @@ def test_staff_remove_revokes_only_that_key_and_addresses_survive_restart(
         assert fetch(bob_client.socks_port, staff_url).status < 500
         assert socks_error(alice_client.socks_port, staff_url) == SOCKS_BAD_CLIENT_AUTH
         assert fetch(alice_client.socks_port, f"http://{second.public}/").status == 200
+        # Defaults of [tor] (this data folder's dropbox.toml was not edited).
+        staff_dir = data / "tor" / "onion-staff" / "authorized_clients"
+        assert [p.name for p in staff_dir.iterdir()] == ["bob.auth"]
+        for service in _services_in_effect(data):
+            assert service["HiddenServiceEnableIntroDoSDefense"] == "1"
+            assert service["HiddenServiceEnableIntroDoSRatePerSec"] == "25"
+            assert service["HiddenServiceEnableIntroDoSBurstPerSec"] == "200"
 
 
 def _tor_pids_using(folder: Path) -> list[int]:
@@ -161,6 +230,9 @@ def test_server_uses_a_running_tor_through_its_control_port(
     with ServerProcess(data, None, "--tor-control", f"127.0.0.1:{host.control_port}") as server:
         server.wait_published()
         assert "started its own tor" not in server.output()
+        # ADD_ONION cannot carry intro-point rate limits: said once, with where they go.
+        assert server.output().count("introduction-point rate limits") == 1
+        assert "torrc.example" in server.output()
         assert server.staff is None  # no staff onion keys issued: the staff API stays offline
         assert "staff onion:  not published" in server.output()
         assert fetch(tor_network.client.socks_port, f"http://{server.public}/").status == 200
@@ -205,6 +277,27 @@ def test_sighup_publishes_a_new_staff_key_without_restart(site: Site,
     with client.control() as conn:
         conn.request(f"ONION_CLIENT_AUTH_ADD {carol.service_id} {carol.control_key}")
     assert fetch(client.socks_port, f"http://{site.server.staff}/").status < 500
+    # Revoking one key with SIGHUP: tor uploads a descriptor bob cannot decrypt any more,
+    # and the staff service keeps every defence.
+    removed = server_cli("staff", "remove", "bob", "--data-dir", str(site.data))
+    assert removed.returncode == 0, removed.stderr
+    site.server.proc.send_signal(signal.SIGHUP)
+    while "client authorisation: alice, carol)" not in site.server.output():
+        assert site.server.proc.poll() is None, site.server.output()
+        assert time.monotonic() < deadline + 120, site.server.output()
+        time.sleep(0.2)
+    bob_client = _client(tor_network, "bobrevoked")
+    assert bob_client.socks_port
+    with bob_client.control() as conn:
+        conn.request(f"ONION_CLIENT_AUTH_ADD {site.bob.service_id} {site.bob.control_key}")
+    assert socks_error(bob_client.socks_port, f"http://{site.server.staff}/") == \
+        SOCKS_BAD_CLIENT_AUTH
+    assert fetch(client.socks_port, f"http://{site.server.public}/").status == 200
+    services = _services_in_effect(site.data)
+    assert len(services) == 2
+    _assert_defences(services[1])
+    auth = site.data / "tor" / "onion-staff" / "authorized_clients"
+    assert sorted(p.name for p in auth.iterdir()) == ["alice.auth", "carol.auth"]
 
 
 def test_server_stops_when_its_tor_dies(tmp_path: Path, join_config: Path) -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from dropbox_envelope.onion import ClientAuthKey, OnionServiceKey, parse_client_auth_secret
-from dropbox_server.errors import TorError
-from dropbox_server.onion_store import OnionKeyStore
-from dropbox_server.tor import add_onion_command, find_tor_binary
+from dropbox_server.config import OnionDefenses
+from dropbox_server.errors import OnionKeyError, TorError
+from dropbox_server.onion_store import OnionKeyStore, write_hidden_service_dir
+from dropbox_server.tor import add_onion_command, find_tor_binary, hidden_service_options
 from tests.support import require_binary
 from tests.tor.onion_server import ROOT, init_data_dir, server_cli, staff_add
 from tests.tor.testnet import free_ports
@@ -83,8 +84,12 @@ def test_onion_rotate_asks_for_confirmation(data: Path) -> None:
     refused = server_cli("onion", "rotate", "--which", "public", "--data-dir", str(data))
     assert refused.returncode == 2 and old.address in refused.stderr
     assert OnionKeyStore(data).load("public") == old
+    (data / "tor").mkdir(mode=0o700)
+    copy = data / "tor" / "onion-public"  # what the server's own tor published from
+    write_hidden_service_dir(copy, old, {})
     done = server_cli("onion", "rotate", "--which", "public", "--data-dir", str(data), "--yes")
     assert done.returncode == 0
+    assert not (copy / "hs_ed25519_secret_key").exists()  # the replaced key is not kept there
     new = OnionKeyStore(data).load("public")
     assert new is not None and new != old
     assert f"{old.address} -> {new.address}" in done.stdout
@@ -93,13 +98,64 @@ def test_onion_rotate_asks_for_confirmation(data: Path) -> None:
 def test_add_onion_command() -> None:
     key = OnionServiceKey.from_seed(bytes(32))
     alice, bob = ClientAuthKey.generate(), ClientAuthKey.generate()
-    line = add_onion_command("staff", key, 8081, {"alice": alice.public, "bob": bob.public})
+    line = add_onion_command("staff", key, 8081, {"alice": alice.public, "bob": bob.public},
+                             OnionDefenses())
     assert line.startswith("ADD_ONION " + key.add_onion_key() + " ")
     assert "PoWDefensesEnabled=1" in line and "Port=80,127.0.0.1:8081" in line
+    assert "PoWQueueRate=250 PoWQueueBurst=2500" in line
     assert re.findall(r"ClientAuthV3=(\S+)", line) == [alice.public_b32(), bob.public_b32()]
     assert "V3Auth" in line
-    public = add_onion_command("public", key, 8080, {})
+    public = add_onion_command("public", key, 8080, {}, OnionDefenses(pow_queue_rate=9))
     assert "ClientAuthV3" not in public and "V3Auth" not in public
+    assert "PoWQueueRate=9 " in public
+    without = add_onion_command("public", key, 8080, {}, OnionDefenses(pow_defenses=False))
+    assert "PoW" not in without
+
+
+def test_hidden_service_options_carry_every_defence(tmp_path: Path) -> None:
+    options = hidden_service_options("public", tmp_path / "onion-public", 8080,
+                                     OnionDefenses(intro_dos_rate_per_sec=7,
+                                                   intro_dos_burst_per_sec=70))
+    assert options[0] == ("HiddenServiceDir", str(tmp_path / "onion-public"))
+    assert dict(options) == {
+        "HiddenServiceDir": str(tmp_path / "onion-public"),
+        "HiddenServiceVersion": "3",
+        "HiddenServicePort": "80 127.0.0.1:8080",
+        "HiddenServiceMaxStreams": "32",
+        "HiddenServiceMaxStreamsCloseCircuit": "1",
+        "HiddenServicePoWDefensesEnabled": "1",
+        "HiddenServicePoWQueueRate": "250",
+        "HiddenServicePoWQueueBurst": "2500",
+        "HiddenServiceEnableIntroDoSDefense": "1",
+        "HiddenServiceEnableIntroDoSRatePerSec": "7",
+        "HiddenServiceEnableIntroDoSBurstPerSec": "70",
+    }
+    off = dict(hidden_service_options("staff", tmp_path, 8081, OnionDefenses(
+        pow_defenses=False, intro_dos_defense=False)))
+    assert off["HiddenServicePoWDefensesEnabled"] == "0"
+    assert off["HiddenServiceEnableIntroDoSDefense"] == "0"
+    assert off["HiddenServiceMaxStreams"] == "8"
+    assert not [k for k in off if "Rate" in k or "Burst" in k]
+
+
+def test_hidden_service_dir_mirrors_the_store(tmp_path: Path) -> None:
+    key = OnionServiceKey.from_seed(bytes(32))
+    alice, bob = ClientAuthKey.generate(), ClientAuthKey.generate()
+    folder = tmp_path / "onion-staff"
+    write_hidden_service_dir(folder, key, {"alice": alice.public, "bob": bob.public})
+    assert (folder / "hs_ed25519_secret_key").read_bytes() == key.to_tor_file()
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "hs_ed25519_secret_key").stat().st_mode) == 0o600
+    auth = folder / "authorized_clients"
+    assert (auth / "alice.auth").read_text() == alice.service_line() + "\n"
+    (folder / "hostname").write_text("stale\n")
+    write_hidden_service_dir(folder, key, {"bob": bob.public})  # alice revoked
+    assert sorted(p.name for p in auth.iterdir()) == ["bob.auth"]
+    assert not (folder / "hostname").exists()  # tor writes it again from the key it loads
+    planted = tmp_path / "planted"
+    planted.symlink_to(tmp_path)
+    with pytest.raises(OnionKeyError, match="not a folder"):
+        write_hidden_service_dir(planted, key, {})
 
 
 def test_missing_tor_binary_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
