@@ -49,10 +49,8 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp_socks import ProxyConnector  # noqa: E402
 
-from dropbox_envelope.keys import SecretKey, StaffSecretKey  # noqa: E402
 from dropbox_envelope.streams import AttachmentSource, encrypt  # noqa: E402
-from dropbox_server.config import render_config  # noqa: E402
-from tests.support import require_binary  # noqa: E402
+from tests.support import make_server_folder, require_binary  # noqa: E402
 from tests.tor.onion_server import ServerProcess, staff_add  # noqa: E402
 from tests.tor.testnet import TorNetwork  # noqa: E402
 
@@ -98,17 +96,9 @@ async def _upload(base: str, envelope: Path, socks_port: int | None) -> float:
 
 
 def _data_dir(base: Path) -> Path:
-    data = base / "server"
-    (data / "keys").mkdir(parents=True)
-    agency, staff = SecretKey.generate(), StaffSecretKey.generate()
-    (data / "keys" / "agency.pub").write_text(agency.public_key.encode() + "\n")
-    (data / "keys" / "alice.pub").write_text(staff.public_key.encode() + "\n")
-    (data / "dropbox.toml").write_text(render_config(
-        [("City Police", "", ["keys/agency.pub"])], [("alice", "keys/alice.pub")]).replace(
-            'questionnaire = ""', 'questionnaire = ""\ncode_kdf_opslimit = 1\n'
-            f"code_kdf_memlimit = {8 * 1024 * 1024}"))
-    (base / "agency.pub").write_text(agency.public_key.encode())
-    return data
+    folder = make_server_folder(base / "server")
+    (base / "agency.pub").write_text(folder.agency.public_key.encode())
+    return folder.data
 
 
 def _seal(path: Path, size: int, agency_pub: Path) -> int:

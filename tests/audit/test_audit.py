@@ -24,9 +24,9 @@ import aiohttp
 import pytest
 
 from dropbox_envelope import Encryptor
-from dropbox_envelope.keys import PublicKey, SecretKey
+from dropbox_envelope.keys import PublicKey
 from dropbox_server.audit import FLAGGED_EXIT, AuditReport, Finding, audit, text_runs
-from dropbox_server.config import load_config, render_config
+from dropbox_server.config import load_config
 from tests.e2e import test_product_loop as e2e
 from tests.e2e.test_product_loop import (
     Server,
@@ -35,6 +35,7 @@ from tests.e2e.test_product_loop import (
     setup,  # noqa: F401 - the fixture
 )
 from tests.server.forms import MULTIPART, File, code_from_receipt, multipart, report_parts
+from tests.support import make_server_folder
 
 SECRET_TEXT = "They keep my passport and say they will call immigration if I complain."
 
@@ -141,14 +142,7 @@ async def test_round_trip_leaves_only_coarse_metadata(setup: tuple[Server, Path]
 def clean_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A data folder with a source and a waiting report, made by the real server."""
     root = tmp_path_factory.mktemp("audit")
-    data = root / "server"
-    (data / "keys").mkdir(parents=True)
-    agency = SecretKey.generate()
-    (data / "keys" / "agency.pub").write_text(agency.public_key.encode() + "\n")
-    (data / "dropbox.toml").write_text(render_config(
-        [("City Police", "", ["keys/agency.pub"])], []).replace(
-            'questionnaire = ""', 'questionnaire = ""\ncode_kdf_opslimit = 1\n'
-            f"code_kdf_memlimit = {8 * 1024 * 1024}"))
+    data = make_server_folder(root / "server", with_staff=False).data
     server = Server(data, root / "server.log")
     try:
         async def report() -> None:

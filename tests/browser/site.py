@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from dropbox_envelope.keys import TEST_KDF, SecretKey, StaffSecretKey, lock_secret_key
 from dropbox_server.app import create_app
 from dropbox_server.appkeys import STAFF_APP
-from dropbox_server.config import load_config, render_config
+from dropbox_server.config import load_config
+from tests.support import make_server_folder
 
 T = TypeVar("T")
 PASSPHRASE = "browser tests only"
@@ -110,21 +110,9 @@ class LiveSite:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> LiveSite:
-        (self.data / "keys").mkdir(parents=True)
-        self.staff.mkdir()
-        agency, staff = SecretKey.generate(), StaffSecretKey.generate()
-        (self.data / "keys" / "agency.pub").write_text(agency.public_key.encode() + "\n")
-        (self.data / "keys" / "alice.pub").write_text(staff.public_key.encode() + "\n")
-        (self.data / "dropbox.toml").write_text(render_config(
-            [(RECIPIENT_NAME, "Crimes at work and at home", ["keys/agency.pub"])],
-            [("alice", "keys/alice.pub")]).replace(
-                'questionnaire = ""', 'questionnaire = ""\ncode_kdf_opslimit = 1\n'
-                f"code_kdf_memlimit = {8 * 1024 * 1024}"))
-        (self.staff / "pass.txt").write_text(PASSPHRASE + "\n")
-        (self.staff / "alice.key").write_text(lock_secret_key(staff, PASSPHRASE,
-                                                              params=TEST_KDF))
-        (self.staff / "agency.key").write_text(lock_secret_key(agency, PASSPHRASE,
-                                                               params=TEST_KDF))
+        folder = make_server_folder(self.data, recipient=RECIPIENT_NAME,
+                                    description="Crimes at work and at home")
+        folder.keep_keys(self.staff, PASSPHRASE)
         self._thread.start()
         self._run(self._start())
         return self

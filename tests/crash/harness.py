@@ -30,10 +30,10 @@ import aiohttp
 
 from client_cli.staffapi import StaffApiError, StaffClient
 from dropbox_envelope import Decryptor, Encryptor, EnvelopeError
-from dropbox_envelope.keys import TEST_KDF, SecretKey, StaffSecretKey, lock_secret_key
-from dropbox_server.config import render_config
+from dropbox_envelope.keys import SecretKey, StaffSecretKey
 from dropbox_server.wrapping import StoredFile
 from tests.server.forms import MULTIPART, File, code_from_receipt, multipart, report_parts
+from tests.support import make_server_folder
 
 PASSPHRASE = "crash test passphrase"
 RECIPIENT = "city-police"
@@ -72,20 +72,10 @@ class World:
 
 
 def make_world(root: Path) -> World:
-    data = root / "server"
-    (data / "keys").mkdir(parents=True)
-    agency, staff = SecretKey.generate(), StaffSecretKey.generate()
-    (data / "keys" / "agency.pub").write_text(agency.public_key.encode() + "\n")
-    (data / "keys" / "alice.pub").write_text(staff.public_key.encode() + "\n")
-    (data / "dropbox.toml").write_text(render_config(
-        [("City Police", "", ["keys/agency.pub"])], [("alice", "keys/alice.pub")]).replace(
-            'questionnaire = ""', 'questionnaire = ""\n'
-            f"code_kdf_opslimit = {TEST_KDF.opslimit}\ncode_kdf_memlimit = {TEST_KDF.memlimit}"))
+    folder = make_server_folder(root / "server")
     staff_dir = root / "staff"
-    staff_dir.mkdir()
-    (staff_dir / "pass.txt").write_text(PASSPHRASE + "\n")
-    (staff_dir / "alice.key").write_text(lock_secret_key(staff, PASSPHRASE, params=TEST_KDF))
-    return World(data, staff_dir, staff_dir / "inbox", agency, staff)
+    folder.keep_keys(staff_dir, PASSPHRASE, agency=False)
+    return World(folder.data, staff_dir, staff_dir / "inbox", folder.agency, folder.staff)
 
 
 # --- the server process ----------------------------------------------------------------------

@@ -20,9 +20,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dropbox_envelope.keys import TEST_KDF, SecretKey, StaffSecretKey, lock_secret_key
-from dropbox_server.config import render_config
 from tests.server.forms import MULTIPART, File, code_from_receipt, multipart, report_parts
+from tests.support import make_server_folder
 
 pytestmark = pytest.mark.asyncio
 PASSPHRASE = "correct horse battery staple"
@@ -61,23 +60,10 @@ class Server:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
-    data = tmp_path / "server"
-    (data / "keys").mkdir(parents=True)
-    agency, staff = SecretKey.generate(), StaffSecretKey.generate()
-    (data / "keys" / "agency.pub").write_text(agency.public_key.encode() + "\n")
-    (data / "keys" / "alice.pub").write_text(staff.public_key.encode() + "\n")
-    (data / "dropbox.toml").write_text(render_config(
-        [("City Police", "Crimes at work and at home", ["keys/agency.pub"])],
-        [("alice", "keys/alice.pub")]).replace(
-            'questionnaire = ""', 'questionnaire = ""\ncode_kdf_opslimit = 1\n'
-            f"code_kdf_memlimit = {8 * 1024 * 1024}"))
+    folder = make_server_folder(tmp_path / "server", description="Crimes at work and at home")
     staff_machine = tmp_path / "staff"
-    staff_machine.mkdir()
-    (staff_machine / "pass.txt").write_text(PASSPHRASE + "\n")
-    (staff_machine / "alice.key").write_text(lock_secret_key(staff, PASSPHRASE, params=TEST_KDF))
-    (staff_machine / "agency.key").write_text(lock_secret_key(agency, PASSPHRASE,
-                                                              params=TEST_KDF))
-    server = Server(data, tmp_path / "server.log")
+    folder.keep_keys(staff_machine, PASSPHRASE)
+    server = Server(folder.data, tmp_path / "server.log")
     try:
         yield server, staff_machine
     finally:

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,12 +18,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dropbox_envelope.keys import TEST_KDF, PublicKey, SecretKey, StaffSecretKey, lock_secret_key
-from dropbox_server.config import render_config
+from dropbox_envelope.keys import PublicKey, SecretKey, StaffSecretKey
+from tests.e2e.test_product_loop import Server, csrf
 from tests.server.forms import MULTIPART, code_from_receipt, multipart, report_parts
 from tests.staffwork.conftest import PASSPHRASE, Run
+from tests.support import make_server_folder
 
-_CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
 ANSWERS: dict[str, str | list[str]] = {
     "what_happening": ["not_paid", "documents_taken"], "danger_now": ["weapons"],
     "contact": "return_code_only"}
@@ -45,63 +41,21 @@ class Machines:
 
 @pytest.fixture
 def machines(tmp_path: Path) -> Iterator[Machines]:
-    data = tmp_path / "server"
-    (data / "keys").mkdir(parents=True)
-    agency, staff = SecretKey.generate(), StaffSecretKey.generate()
-    (data / "keys" / "agency.pub").write_text(agency.public_key.encode() + "\n")
-    (data / "keys" / "alice.pub").write_text(staff.public_key.encode() + "\n")
-    (data / "dropbox.toml").write_text(render_config(
-        [("City Police", "Crimes at work and at home", ["keys/agency.pub"])],
-        [("alice", "keys/alice.pub")]).replace(
-            'questionnaire = ""', 'questionnaire = ""\ncode_kdf_opslimit = 1\n'
-            f"code_kdf_memlimit = {8 * 1024 * 1024}"))
+    folder = make_server_folder(tmp_path / "server", description="Crimes at work and at home")
     online, offline, usb = tmp_path / "online", tmp_path / "offline", tmp_path / "usb"
-    for folder in (online, offline, usb):
-        folder.mkdir()
-    (online / "pass.txt").write_text(PASSPHRASE + "\n")
-    (offline / "pass.txt").write_text(PASSPHRASE + "\n")
-    (online / "alice.key").write_text(lock_secret_key(staff, PASSPHRASE, params=TEST_KDF))
-    (offline / "agency.key").write_text(lock_secret_key(agency, PASSPHRASE, params=TEST_KDF))
-
-    log = open(tmp_path / "server.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dropbox_server", "run", "--dev", "--data-dir", str(data),
-         "--port", "0", "--staff-port", "0"], stdout=subprocess.PIPE, stderr=log, text=True)
-    log.close()
-    urls: dict[str, str] = {}
-    watchdog = threading.Timer(60, process.kill)
-    watchdog.start()
+    folder.keep_keys(online, PASSPHRASE, agency=False)
+    folder.keep_keys(offline, PASSPHRASE, staff=False)
+    usb.mkdir()
+    server = Server(folder.data, tmp_path / "server.log")
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("public site:"):
-                urls["public"] = line.split(":", 1)[1].strip().rstrip("/")
-            if line.startswith("staff API:"):
-                urls["staff"] = line.split(":", 1)[1].strip()
-                break
+        yield Machines(server.public, server.staff, folder.staff, online, offline, usb)
     finally:
-        watchdog.cancel()
-    try:
-        assert set(urls) == {"public", "staff"}, (tmp_path / "server.log").read_text()
-        yield Machines(urls["public"], urls["staff"], staff, online, offline, usb)
-    finally:
-        process.terminate()
-        process.wait(20)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-async def _csrf(browser: aiohttp.ClientSession, url: str) -> str:
-    async with browser.get(url) as resp:
-        assert resp.status == 200
-        match = _CSRF.search(await resp.text())
-    assert match
-    return match.group(1)
+        server.stop()
 
 
 async def _report(public: str) -> str:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        token = await _csrf(browser, f"{public}/report")
+        token = await csrf(browser, f"{public}/report")
         parts = report_parts(token, recipient="city-police", answers=ANSWERS, language="es",
                              message="El jefe tiene un arma. Trabajamos en Sunny Farms.")
         async with browser.post(f"{public}/report", data=multipart(parts),
@@ -112,7 +66,7 @@ async def _report(public: str) -> str:
 
 async def _conversation(public: str, code: str) -> str:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        token = await _csrf(browser, f"{public}/login")
+        token = await csrf(browser, f"{public}/login")
         async with browser.post(f"{public}/login",
                                 data={"csrf": token, "code": code.replace(" ", "-")}) as resp:
             assert resp.status == 200 and resp.url.path == "/conversation"

@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 from aiohttp_socks import ProxyConnector
 
-from dropbox_envelope.keys import TEST_KDF, PublicKey, SecretKey, StaffSecretKey, lock_secret_key
+from dropbox_envelope.keys import PublicKey
 from dropbox_envelope.streams import encrypt
-from dropbox_server.config import render_config
 from tests.server.forms import MULTIPART, code_from_receipt, multipart, report_parts
+from tests.support import make_server_folder
 from tests.tor.onion_server import ROOT, ServerProcess, staff_add, stop_quietly
 from tests.tor.testnet import Node, TorNetwork
 
@@ -41,20 +41,9 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory, tor_network: TorNetwork) -> Iterator[Setup]:
     base = tmp_path_factory.mktemp("loop")
-    data = base / "server"
-    (data / "keys").mkdir(parents=True)
-    agency, alice = SecretKey.generate(), StaffSecretKey.generate()
-    (data / "keys" / "agency.pub").write_text(agency.public_key.encode() + "\n")
-    (data / "keys" / "alice.pub").write_text(alice.public_key.encode() + "\n")
-    (data / "dropbox.toml").write_text(render_config(
-        [("City Police", "", ["keys/agency.pub"])], [("alice", "keys/alice.pub")]).replace(
-            'questionnaire = ""', 'questionnaire = ""\ncode_kdf_opslimit = 1\n'
-            f"code_kdf_memlimit = {8 * 1024 * 1024}"))
-    staff = base / "staff"
-    staff.mkdir()
-    (staff / "pass.txt").write_text(PASSPHRASE + "\n")
-    (staff / "alice.key").write_text(lock_secret_key(alice, PASSPHRASE, params=TEST_KDF))
-    (staff / "agency.key").write_text(lock_secret_key(agency, PASSPHRASE, params=TEST_KDF))
+    folder = make_server_folder(base / "server")
+    data, agency, staff = folder.data, folder.agency, base / "staff"
+    folder.keep_keys(staff, PASSPHRASE)
     onion_key = staff_add(data, "alice")
     (staff / "alice.onion-auth").write_text(onion_key.control_key + "\n")
     join = base / "testnet.torrc"
