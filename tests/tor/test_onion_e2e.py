@@ -144,6 +144,14 @@ def test_own_tor_applies_the_configured_intro_point_rate_limits(site: Site) -> N
     assert (tor_dir / "onion-staff" / "hostname").read_text().strip() == site.server.staff
     assert sorted(p.name for p in (tor_dir / "onion-staff" / "authorized_clients").iterdir()) \
         == ["alice.auth", "bob.auth"]
+    # A reload of that tor itself (SIGHUP to it, not to the server) keeps both services.
+    [tor_pid] = _tor_pids_using(tor_dir)
+    os.kill(tor_pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "Received reload signal" not in (tor_dir / "notice.log").read_text():
+        assert time.monotonic() < deadline, "tor did not reload"
+        time.sleep(0.1)
+    assert _services_in_effect(site.data) == services
 
 
 def test_published_descriptor_offers_proof_of_work(site: Site) -> None:
