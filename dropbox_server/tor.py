@@ -121,7 +121,8 @@ def find_tor_binary(explicit: str | None = None) -> str:
 
 
 def _torrc_value(value: str) -> str:
-    # Torrc values with spaces or quotes need a quoted string (C-style escapes).
+    # A torrc value runs to the end of the line; one with leading/trailing spaces, quotes,
+    # '#' or backslashes needs a quoted string (C-style escapes).
     if re.fullmatch(r"[A-Za-z0-9_./:@+=,-]+( [A-Za-z0-9_./:@+=,-]+)*", value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
