@@ -21,6 +21,7 @@ import pytest
 from client_cli import questionnaire as qn
 from client_cli.errors import CliError
 from client_cli.triage import assess
+from dropbox_envelope import manifest
 from dropbox_questionnaire import (
     DEFAULT_ID,
     DEFAULT_QUESTIONNAIRE,
@@ -30,6 +31,7 @@ from dropbox_questionnaire import (
     load_questionnaire,
     triage,
 )
+from dropbox_questionnaire import format as format_
 from dropbox_questionnaire.format import MAX_FILE_BYTES
 from dropbox_server.errors import ConfigError
 from dropbox_server.questionnaire import ICONS_DIR, validate_answers
@@ -116,3 +118,9 @@ def test_an_oversized_file_is_not_read(tmp_path: Path) -> None:
     path.write_bytes(b" " * (MAX_FILE_BYTES + 1))
     with pytest.raises(QuestionnaireError, match="too large"):
         load_file(path)
+
+
+def test_a_form_language_fits_the_envelope_manifest() -> None:
+    # Written twice on purpose: the questionnaire package imports the standard library only,
+    # and importing dropbox_envelope would load PyNaCl.
+    assert format_.MAX_LANGUAGE_CHARS == manifest.MAX_LANGUAGE_CHARS
