@@ -3,7 +3,8 @@
 in requests (not a test: it measures, and says which targets were met).
 
     .venv/bin/python benchmarks/load.py [--quick] [--duration 60] [--slow-uploads 200]
-                                        [--flooders 64] [--json-out benchmarks/results/load.json]
+                                        [--flooders 64] [--code-workers N] [--set KEY=N ...]
+                                        [--json-out benchmarks/results/load.json]
                                         [--tmp-dir DIR]
 
 For ``--duration`` seconds, at the same time:
@@ -91,6 +92,7 @@ class Params:
     flood_cap: int = 200_000
     grace: float = 30.0
     code_workers: int | None = None  # None: the default in the configuration
+    settings: dict[str, int] = field(default_factory=dict)  # other [server] values to set
 
 
 @dataclass
@@ -266,14 +268,19 @@ class Load:
 
 # --- the server and the probes ---------------------------------------------------------------
 
-def make_data(root: Path, code_workers: int | None) -> tuple[Path, str]:
+def make_data(root: Path, params: Params) -> tuple[Path, str]:
     data = root / "data"
     (data / "keys").mkdir(parents=True)
     (data / "keys" / "agency.pub").write_text(SecretKey.generate().public_key.encode() + "\n")
     # Production limits and return-code KDF: the defaults render_config writes.
     text = render_config([("City Police", "", ["keys/agency.pub"])], [])
-    if code_workers is not None:
-        text = re.sub(r"(?m)^code_workers = .*$", f"code_workers = {code_workers}", text)
+    settings = dict(params.settings)
+    if params.code_workers is not None:
+        settings["code_workers"] = params.code_workers
+    for key, value in settings.items():
+        text, found = re.subn(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
+        if not found:
+            raise SystemExit(f"--set {key}: no such setting in dropbox.toml")
     (data / "dropbox.toml").write_text(text)
     return data, "city-police"
 
@@ -357,7 +364,7 @@ def stored_envelopes(data: Path) -> int:
 # --- the run ---------------------------------------------------------------------------------
 
 async def measure(params: Params, tmp: Path) -> dict[str, Any]:
-    data, recipient = make_data(tmp, params.code_workers)
+    data, recipient = make_data(tmp, params)
     log = tmp / "server.log"
     proc, public = start_server(data, log)
     tally = Tally()
@@ -450,7 +457,8 @@ def show(result: dict[str, Any], met: dict[str, bool]) -> None:
                 f"(n={d['n']})")
     print(f"\nload.py: {p['duration']:.0f} s on loopback; {p['slow_uploads']} slow uploads at "
           f"{p['slow_rate']} B/s, a report every {p['normal_interval']} s, {p['flooders']} "
-          f"wrong-code flooders; code_workers {p['code_workers'] or 'default (2)'}")
+          f"wrong-code flooders; code_workers {p['code_workers'] or 'default (2)'}" +
+          "".join(f", {k} = {v}" for k, v in p["settings"].items()))
     print(f"  normal submissions : {n['completed']}/{n['sent']} completed in {n['attempts']} "
           f"attempts ({n['first_try']} on the first try); time to receipt p50 "
           f"{n['latency_s'].get('p50', 0):.2f} s, max {n['latency_s'].get('max', 0):.2f} s" +
@@ -477,6 +485,13 @@ def show(result: dict[str, Any], met: dict[str, bool]) -> None:
         print(f"  {'ok  ' if ok else 'MISS'} {name}")
 
 
+def _setting(text: str) -> tuple[str, int]:
+    key, sep, value = text.partition("=")
+    if not sep or not value.strip().isdigit():
+        raise SystemExit(f"--set {text}: expected KEY=N")
+    return key.strip(), int(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="20 s, for a smoke run")
@@ -489,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace", type=float, default=30.0)
     parser.add_argument("--code-workers", type=int, default=None,
                         help="Argon2id threads in the server (default: the configuration's)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=N",
+                        help="a [server] value of dropbox.toml, e.g. max_concurrent_uploads=256 "
+                             "(repeatable; default: the values `dropbox-server init` writes)")
     parser.add_argument("--json-out", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--tmp-dir", type=Path, default=None)
     parser.add_argument("--landing-probe", nargs=2, metavar=("URL", "SECONDS"),
@@ -501,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
                     slow_uploads=args.slow_uploads, slow_rate=args.slow_rate,
                     normal_interval=args.normal_interval, flooders=args.flooders,
                     flood_cap=args.flood_cap, grace=args.grace,
-                    code_workers=args.code_workers)
+                    code_workers=args.code_workers,
+                    settings=dict(_setting(text) for text in args.set))
     loadavg_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="srdb-load-", dir=args.tmp_dir) as tmp:
         result = asyncio.run(measure(params, Path(tmp)))

@@ -7,15 +7,18 @@ public site and the staff API can start and stop in any order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from dropbox_envelope.keys import SecretKey
 from dropbox_envelope.staffauth import NonceCache
@@ -26,7 +29,7 @@ from .questionnaire import DEFAULT_QUESTIONNAIRE, Questionnaire, load_questionna
 from .retention import Maintenance
 from .storage import Clock, Storage, utc_today
 
-__all__ = ["Backend", "Busy", "Session"]
+__all__ = ["LANES", "Backend", "Busy", "Lane", "Session"]
 
 T = TypeVar("T")
 
@@ -35,24 +38,80 @@ class Busy(Exception):
     """Too much work is queued; the person should try again in a minute."""
 
 
+Lane = Literal["new_report", "login"]
+LANES: tuple[Lane, ...] = ("new_report", "login")
+"""Who asks for Argon2id, in the order a free thread goes to them: the return code of a new
+report (someone is sending a report right now), then return-code checks at login (which a flood
+of guessed codes can saturate)."""
+
+# Argon2id threads run at a lower CPU priority than the event loop (Linux sets nice values per
+# thread): on a machine with few cores, two threads each wanting a whole core otherwise take
+# turns with the loop, and every page waits (measured: event-loop lag p99 of 100-180 ms on 2
+# cores under a flood of codes). When the loop is idle they get the CPU all the same.
+ARGON2_NICE = 10
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or not permitted: no harm
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ARGON2_NICE)
+
+
 class CodeWorkers:
-    """A small thread pool for Argon2id with a bounded queue: overflow fails fast with Busy
-    instead of piling up work (and memory) while the event loop stays free."""
+    """A small pool of threads for Argon2id, fed from one bounded queue per lane.
 
-    def __init__(self, workers: int, queue: int) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers),
-                                        thread_name_prefix="srdb-argon2")
-        self._capacity = max(1, workers) + queue
-        self._in_flight = 0
+    A free thread takes the oldest waiting job of the first lane in :data:`LANES`, so new
+    reports never queue behind login attempts; a lane whose queue is full fails fast with
+    :class:`Busy` instead of piling up work (and memory) while the event loop stays free. A
+    slot is released when Argon2id really finished, even if the request gave up before."""
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._in_flight >= self._capacity:
-            raise Busy()
-        self._in_flight += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
-        finally:
-            self._in_flight -= 1
+    def __init__(self, workers: int, queues: Mapping[Lane, int]) -> None:
+        workers = max(1, workers)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="srdb-argon2",
+                                        initializer=_lower_priority)
+        self._idle = workers
+        self._queue_limits = dict(queues)
+        self._waiting: dict[Lane, deque[asyncio.Future[None]]] = {lane: deque()
+                                                                   for lane in LANES}
+
+    def has_room(self, lane: Lane) -> bool:
+        """Would a job in ``lane`` be accepted now (run or queued)?"""
+        return self._idle > 0 or len(self._waiting[lane]) < self._queue_limits.get(lane, 0)
+
+    async def run(self, fn: Callable[..., T], *args: Any, lane: Lane) -> T:
+        loop = asyncio.get_running_loop()
+        if self._idle > 0:
+            self._idle -= 1
+        else:
+            if len(self._waiting[lane]) >= self._queue_limits.get(lane, 0):
+                raise Busy()
+            turn: asyncio.Future[None] = loop.create_future()
+            self._waiting[lane].append(turn)
+            try:
+                await turn  # resolved by _next(), which hands over its thread
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():
+                    self._next()  # the thread was ours already: pass it on
+                else:
+                    self._waiting[lane].remove(turn)
+                raise
+        job = self._pool.submit(fn, *args)
+        job.add_done_callback(lambda _job: self._release_from_thread(loop))
+        return await asyncio.wrap_future(job, loop=loop)
+
+    def _release_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nothing waits any more
+            loop.call_soon_threadsafe(self._next)
+
+    def _next(self) -> None:
+        """A thread is free: give it to the first waiting job, by lane order, or keep it."""
+        for lane in LANES:
+            waiting = self._waiting[lane]
+            while waiting:
+                turn = waiting.popleft()
+                if not turn.done():
+                    turn.set_result(None)
+                    return
+        self._idle += 1
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -69,29 +128,32 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, minutes: int) -> None:
+    """Logged-in sources by session token, each ending ``minutes`` after its last use."""
+
+    def __init__(self, minutes: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = minutes * 60
+        self._clock = clock
         self._items: dict[str, Session] = {}
 
     def create(self, source_id: str, recipient: str, secret_key: SecretKey) -> str:
         self._expire()
         token = secrets.token_urlsafe(32)
         self._items[token] = Session(source_id, recipient, secret_key,
-                                     time.monotonic() + self._ttl)
+                                     self._clock() + self._ttl)
         return token
 
     def get(self, token: str | None) -> Session | None:
         self._expire()
         session = self._items.get(token or "")
         if session is not None:
-            session.expires = time.monotonic() + self._ttl  # idle timeout
+            session.expires = self._clock() + self._ttl  # idle timeout
         return session
 
     def end(self, token: str | None) -> None:
         self._items.pop(token or "", None)
 
     def _expire(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         for token in [t for t, s in self._items.items() if s.expires < now]:
             del self._items[token]
 
@@ -124,8 +186,9 @@ class Backend:
                 except BaseException:
                     await self.storage.close()
                     raise
-                self.code_workers = CodeWorkers(self.config.limits.code_workers,
-                                                self.config.limits.code_queue)
+                limits = self.config.limits
+                self.code_workers = CodeWorkers(limits.code_workers, {
+                    "new_report": limits.new_report_code_queue, "login": limits.code_queue})
             self._users += 1
 
     async def release(self) -> None:
@@ -138,10 +201,17 @@ class Backend:
                     self.code_workers.shutdown()
                     self.code_workers = None
 
-    async def run_argon2(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run_argon2(self, fn: Callable[..., T], *args: Any, lane: Lane = "login") -> T:
+        """Run ``fn(*args)`` (an Argon2id derivation) on the pool; :class:`Busy` when the
+        lane's queue is full."""
         if self.code_workers is None:
             raise RuntimeError("backend not started")
-        return await self.code_workers.run(fn, *args)
+        return await self.code_workers.run(fn, *args, lane=lane)
+
+    def argon2_has_room(self, lane: Lane = "login") -> bool:
+        """Whether :meth:`run_argon2` in ``lane`` would be accepted now: lets a handler refuse
+        a flood before doing any other work for it."""
+        return self.code_workers is not None and self.code_workers.has_room(lane)
 
     # -- CSRF: a random cookie per browser session, and the form field is its HMAC ----------
 

@@ -46,6 +46,7 @@ class Limits:
     max_concurrent_uploads: int = 64
     code_workers: int = 2
     code_queue: int = 32
+    new_report_code_queue: int = 16
     session_minutes: int = 30
     staff_signature_window: int = 300
     # Retention (dropbox_server.retention): not limits strictly, but [server] integers too.
@@ -304,9 +305,13 @@ def render_config(recipients: list[tuple[str, str, list[str]]],
         f"max_field_chars = {d.max_field_chars}",
         "# Uploads in progress at once; more get a friendly 'busy, try again' page.",
         f"max_concurrent_uploads = {d.max_concurrent_uploads}",
-        "# Return-code checks run Argon2id on this many threads; at most code_queue wait.",
+        "# Argon2id runs on code_workers threads. A free thread goes first to a new report",
+        "# (its return code; at most new_report_code_queue wait), then to return-code checks",
+        "# at login (at most code_queue wait): a flood of guessed codes cannot hold up new",
+        "# reports. More get the 'busy, try again' page at once.",
         f"code_workers = {d.code_workers}",
         f"code_queue = {d.code_queue}",
+        f"new_report_code_queue = {d.new_report_code_queue}",
         f"session_minutes = {d.session_minutes}",
         f"staff_signature_window = {d.staff_signature_window}",
         "# A source (someone with a return code) who has not logged in for this many days is",

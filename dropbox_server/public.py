@@ -133,7 +133,7 @@ def _form_page(request: web.Request, template: str, *, status: int = 200,
 
 def _problem(request: web.Request, problem: str, status: int) -> web.Response:
     return render(request, "problem.html", status=status, problem=problem,
-                  limits=request.app[BACKEND].config.limits)
+                  limits=request.app[BACKEND].config.limits, reuse=f"problem-{problem}")
 
 
 def _limits_context(backend: Backend) -> dict[str, Any]:
@@ -204,13 +204,15 @@ def _report_page(request: web.Request, *, status: int = 200,
                  files_lost: bool = False) -> web.Response:
     backend = request.app[BACKEND]
     recipients = backend.config.recipients
+    # The empty form is the same for everyone: rendered once, reused (see render()).
+    reuse = "" if values or errors or files_lost or recipient else "empty-report-form"
     if not recipient and len(recipients) == 1:
         recipient = recipients[0].id
     questionnaire = backend.questionnaire.in_language(page_language(request).code)
     return _form_page(request, "report.html", status=status, recipients=recipients,
                       questionnaire=questionnaire, values=values or {},
                       errors=errors or {}, chosen_recipient=recipient, files_lost=files_lost,
-                      **_limits_context(backend))
+                      reuse=reuse, **_limits_context(backend))
 
 
 async def report_form(request: web.Request) -> web.Response:
@@ -299,6 +301,9 @@ async def login_submit(request: web.Request) -> web.Response:
         code = parse_code(text)
     except InvalidCode as exc:
         return _login_page(request, status=400, error=_code_problem(str(exc), text), code=text)
+    if not backend.argon2_has_room("login"):
+        # A flood of guessed codes is refused here, before it costs a database query.
+        return _problem(request, "busy", 503)
     source = await backend.storage.source_by_locator(code.locator)
     try:
         if source is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,12 @@ _PAGE_OF_POST = {"/report": "/report", "/login": "/login", "/conversation/send":
 
 @dataclass(frozen=True)
 class Templates:
-    """The per-language environments and their gettext functions."""
+    """The per-language environments and their gettext functions, and the pages rendered
+    once and reused (see ``render(..., reuse=...)``)."""
 
     environments: Mapping[str, jinja2.Environment]
     gettexts: Mapping[str, Gettext]
+    pages: dict[tuple[str, ...], str] = field(default_factory=dict)
 
 
 TEMPLATES = web.AppKey("templates", Templates)
@@ -155,13 +157,40 @@ def _page_path(request: web.Request, lang: PageLanguage) -> str:
     return path
 
 
-def render(request: web.Request, template: str, *, status: int = 200,
+def render(request: web.Request, template: str, *, status: int = 200, reuse: str = "",
            **context: Any) -> web.Response:
     """Render ``template`` to an HTML response in the request's language. Error messages
     (``errors`` values, ``error``) are translated here. Security headers (including
-    ``Cache-Control: no-store``) are added to every response by the middleware."""
+    ``Cache-Control: no-store``) are added to every response by the middleware.
+
+    ``reuse`` names a page whose ``context`` is the same for every request but for ``csrf``
+    (the report form, the "busy" page): it is rendered once per language and address and
+    reused with each request's token. The report form takes some 2-3 ms to render, so a flood
+    of requests for it would otherwise hold up the event loop (benchmarks/load.py)."""
     templates = request.app[TEMPLATES]
     lang = page_language(request)
+    if not reuse:
+        html = _render(request, templates, lang, template, context)
+    else:
+        key = (template, reuse, str(status), lang.code, str(lang.chosen),
+               _page_path(request, lang))
+        page = templates.pages.get(key)
+        if page is None:
+            page = _render(request, templates, lang, template,
+                           (context | {"csrf": _CSRF_SLOT}) if "csrf" in context else context)
+            if len(templates.pages) < _MAX_REUSED_PAGES:  # keys come from routes; a bound anyway
+                templates.pages[key] = page
+        html = page.replace(_CSRF_SLOT, context["csrf"]) if "csrf" in context else page
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+# Stands for the CSRF token in a reused page. Not hex, so no real token or page text has it.
+_CSRF_SLOT = "csrf-token-slot-zq"
+_MAX_REUSED_PAGES = 512
+
+
+def _render(request: web.Request, templates: Templates, lang: PageLanguage, template: str,
+            context: dict[str, Any]) -> str:
     gettext_ = templates.gettexts[lang.code]
     if "errors" in context:
         context["errors"] = {k: translate(v, gettext_) for k, v in context["errors"].items()}
@@ -170,7 +199,6 @@ def render(request: web.Request, template: str, *, status: int = 200,
     page = _page_path(request, lang)
     languages = [(other, f"/{other.code}{page}" if page != "/" else f"/{other.code}/",
                   other.code == lang.code) for other in LANGUAGES]
-    html = templates.environments[lang.code].get_template(template).render(
+    return templates.environments[lang.code].get_template(template).render(
         lang=lang.code, dir=lang.language.direction, url=lang.url, languages=languages,
         quick_exit_url=QUICK_EXIT_URL, **context)
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")

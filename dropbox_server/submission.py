@@ -376,6 +376,7 @@ async def prepare_source(backend: Backend) -> NewSource:
     code = generate_code()
     while await backend.storage.locator_taken(code.locator):
         code = generate_code()
-    credentials = await backend.run_argon2(new_credentials, code, backend.config.code_kdf)
+    credentials = await backend.run_argon2(new_credentials, code, backend.config.code_kdf,
+                                           lane="new_report")
     return NewSource(code, credentials)
 

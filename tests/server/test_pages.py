@@ -129,3 +129,22 @@ async def test_a_bad_submission_still_gets_headers(client: Client) -> None:
     resp = await client.post("/report", data=body, headers={"Content-Type": MULTIPART})
     assert resp.status == 403
     assert_security_headers(resp)
+
+
+async def test_the_reused_report_form_has_each_browsers_own_token(client: Client) -> None:
+    # The empty form is rendered once per language and reused (dropbox_server.render): each
+    # browser still gets the token for its own cookie, and each language its own page.
+    backend = backend_of(client)
+    pages, tokens = [], []
+    for _ in range(2):
+        client.session.cookie_jar.clear()  # another browser
+        resp = await client.get("/report")
+        html = await resp.text()
+        token = re.search(r'name="csrf" value="([0-9a-f]{64})"', html)
+        assert token and backend.csrf_ok(resp.cookies["srdb_csrf"].value, token.group(1))
+        pages.append(html.replace(token.group(1), "TOKEN"))
+        tokens.append(token.group(1))
+    assert tokens[0] != tokens[1] and pages[0] == pages[1]
+    assert "csrf-token-slot" not in pages[0]
+    spanish = await (await client.get("/es/report")).text()
+    assert '<html lang="es"' in spanish and spanish.count('name="csrf"') == 1
