@@ -22,6 +22,7 @@ from . import audit, backup
 from .app import create_app
 from .appkeys import STAFF_APP
 from .config import CONFIG_NAME, load_config, render_config, slug
+from .connections import SiteRunner
 from .errors import ConfigError, OnionKeyError, StorageError, TorError
 from .onion_store import OnionKeyStore, ServiceName
 from .tor import OnionPublisher, Published, TorOptions, discard_service_copy
@@ -94,8 +95,9 @@ async def serve(data_dir: Path, *, dev: bool, port: int | None, staff_port: int 
     app = create_app(config)
     staff_app = app[STAFF_APP]
     host = "127.0.0.1"
-    public_runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    staff_runner = web.AppRunner(staff_app, access_log=None, handle_signals=False)
+    header_timeout = config.limits.header_timeout_seconds
+    public_runner = SiteRunner(app, header_timeout=header_timeout)
+    staff_runner = SiteRunner(staff_app, header_timeout=header_timeout)
     await public_runner.setup()
     await staff_runner.setup()
     publisher: OnionPublisher | None = None

@@ -47,6 +47,7 @@ class Limits:
     code_workers: int = 2
     code_queue: int = 32
     new_report_code_queue: int = 16
+    header_timeout_seconds: int = 10
     session_minutes: int = 30
     staff_signature_window: int = 300
     # Retention (dropbox_server.retention): not limits strictly, but [server] integers too.
@@ -158,6 +159,8 @@ def load_config(data_dir: Path) -> Config:
         recipients.append(Recipient(rid, name, _str(entry, "description", where), tuple(parsed)))
     if limits.source_retention_days < 1:
         raise ConfigError(f"{path}: [server] source_retention_days must be at least 1")
+    if limits.header_timeout_seconds < 1:
+        raise ConfigError(f"{path}: [server] header_timeout_seconds must be at least 1")
     if not recipients:
         raise ConfigError(f"{path}: no [[recipient]] configured; reports would have nowhere to go")
     staff: list[StaffMember] = []
@@ -312,6 +315,10 @@ def render_config(recipients: list[tuple[str, str, list[str]]],
         f"code_workers = {d.code_workers}",
         f"code_queue = {d.code_queue}",
         f"new_report_code_queue = {d.new_report_code_queue}",
+        "# Seconds a connection may take to send a request's headers (from when it opens, or",
+        "# from its previous answer): slower ones are closed. Uploads already sending their",
+        "# body are not affected, however long they take.",
+        f"header_timeout_seconds = {d.header_timeout_seconds}",
         f"session_minutes = {d.session_minutes}",
         f"staff_signature_window = {d.staff_signature_window}",
         "# A source (someone with a return code) who has not logged in for this many days is",

@@ -3,7 +3,8 @@ in a subprocess, reached over loopback sockets, raw where a client library would
 request up): each gets a refusal (4xx), never a 500, a hang, a file outside the store, a record
 or the server's own files.
 
-Where the server falls short, the test says so with ``xfail(strict=True)`` and the reason.
+Where the server falls short, the test says so with ``xfail(strict=True)`` and the reason
+(none at the moment).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 import socket
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +39,7 @@ from tests.hostile.live import (
 from tests.server.datafolder import open_envelope
 from tests.server.forms import (
     BOUNDARY,
+    MULTIPART,
     Field,
     File,
     code_from_receipt,
@@ -167,35 +169,104 @@ async def test_a_malformed_request_is_not_quoted_in_the_log(running: Running) ->
     assert "CANARY-LINE" not in log and "CANARY-COOKIE" not in log
 
 
-SLOWLORIS_DEADLINE = 10.0  # seconds a client may take to send its request headers
+SLOWLORIS_DEADLINE = 10.0  # seconds: the default header_timeout_seconds (dropbox.toml)
+QUICK_CUTOFF = 1  # header_timeout_seconds of the `quick_cutoff` server
 
 
-@pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason=(
-    "aiohttp has no header timeout: its only timer is keepalive_timeout, counted from the "
-    "connection's start, 3630 s by default and not set by `dropbox-server run`; a client "
-    "trickling header bytes holds a connection (and a file descriptor) for an hour. Passing "
-    "keepalive_timeout=~10 to both AppRunners in cli.serve would make this pass"))
-async def test_slowloris_headers_are_cut_off(running: Running) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", running.public_port)
-    closed_after = None
+@pytest.fixture(scope="module")
+def quick_cutoff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """A second server whose connections must send their request head within 1 s."""
+    root = tmp_path_factory.mktemp("quick-cutoff")
+    data, agency, staff = make_data(root)
+    config = data / "dropbox.toml"
+    config.write_text(re.sub(r"(?m)^header_timeout_seconds = .*$",
+                             f"header_timeout_seconds = {QUICK_CUTOFF}", config.read_text()))
+    server = Server(data, root / "server.log")
+    try:
+        yield Running(server, data, root / "server.log", agency, staff)
+    finally:
+        server.stop()
+
+
+async def trickle_headers(port: int, seconds: float) -> float | None:
+    """Send a request head one header line every 0.5 s for up to ``seconds``; how long until
+    the server closed the connection (None: it never did)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     started = time.monotonic()
     try:
         writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
-        while time.monotonic() - started < SLOWLORIS_DEADLINE + 3:
+        while time.monotonic() - started < seconds:
             writer.write(b"X-a: b\r\n")
             await writer.drain()
             try:
                 if await asyncio.wait_for(reader.read(1), 0.5) == b"":
-                    closed_after = time.monotonic() - started
-                    break
+                    return time.monotonic() - started
             except TimeoutError:
                 continue
     except ConnectionError:
-        closed_after = time.monotonic() - started
+        return time.monotonic() - started
     finally:
         writer.close()
+    return None
+
+
+@pytest.mark.asyncio
+async def test_slowloris_headers_are_cut_off(running: Running) -> None:
+    # The default configuration: cut off once header_timeout_seconds have passed.
+    closed_after = await trickle_headers(running.public_port, SLOWLORIS_DEADLINE + 3)
     assert closed_after is not None and closed_after <= SLOWLORIS_DEADLINE + 1
+    await still_serving(running)
+
+
+@pytest.mark.asyncio
+async def test_slowloris_is_cut_off_on_both_ports(quick_cutoff: Running) -> None:
+    staff_port = int(quick_cutoff.staff_url.rsplit(":", 1)[1])
+    for port in (quick_cutoff.public_port, staff_port):
+        closed_after = await trickle_headers(port, QUICK_CUTOFF + 5)
+        assert closed_after is not None and closed_after <= QUICK_CUTOFF + 1
+
+
+async def slowly(body: bytes, pieces: int, pause: float) -> AsyncIterator[bytes]:
+    step = -(-len(body) // pieces)
+    for i in range(0, len(body), step):
+        yield body[i:i + step]
+        await asyncio.sleep(pause)
+
+
+@pytest.mark.asyncio
+async def test_a_slow_upload_that_keeps_sending_is_not_cut_off(quick_cutoff: Running) -> None:
+    # Headers in time, then a body that takes 4 x the header timeout to arrive: the report is
+    # stored (a large report over Tor can take many minutes), and so is a second one sent on
+    # the same connection after it.
+    async with browser() as session:
+        token = await csrf(session, quick_cutoff)
+        for _ in range(2):
+            body = multipart(report_parts(token, recipient=RECIPIENT, answers=ANSWERS, files=[
+                File("attachments", "scan.pdf", b"%PDF-" + b"s" * 40_000)]))
+            async with session.post(quick_cutoff.server.public + "/report",
+                                    data=slowly(body, 9, QUICK_CUTOFF / 2),
+                                    headers={"Content-Type": MULTIPART}) as resp:
+                assert resp.status == 200
+                page = await resp.text()
+            code_from_receipt(page)
+            token = await csrf(session, quick_cutoff)
+    assert len(quick_cutoff.store()) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_stalled_upload_holds_its_connection(quick_cutoff: Running) -> None:
+    # The limit of the header timeout, pinned: a client that sends its head and then stalls
+    # mid-body is not cut off by it. What bounds such clients is max_concurrent_uploads (a
+    # stalled upload holds one slot; more get the "busy" page) and Tor's stream limits.
+    reader, writer = await asyncio.open_connection("127.0.0.1", quick_cutoff.public_port)
+    try:
+        writer.write(b"POST /report HTTP/1.1\r\nHost: x\r\nContent-Type: " +
+                     MULTIPART.encode() + b"\r\nContent-Length: 100000\r\n\r\n--")
+        await writer.drain()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.read(1), QUICK_CUTOFF + 2)
+    finally:
+        writer.close()
 
 
 # --- forms -----------------------------------------------------------------------------------
@@ -474,17 +545,45 @@ async def test_connect_and_head_on_the_staff_api(running: Running) -> None:
     assert status_of(response) == 405
 
 
+PARSER_ERRORS = [
+    b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /CANARY" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nX-CANARY: " + b"a" * 9000 + b"\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(500)) +
+    b"\r\n",
+    b"GET /CANARY HTTP/9.9\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: CANARY\r\n\r\n",
+    b"CANARY\x00\x01\x02\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("request_bytes", PARSER_ERRORS, ids=[
+    "unknown method", "long request line", "long header", "500 headers", "bad version",
+    "bad content-length", "not http"])
 @pytest.mark.asyncio
-@pytest.mark.xfail(strict=True, reason=(
-    "aiohttp answers requests it cannot parse (unknown methods, bad request lines, oversize "
-    "headers) itself, before the app: without the security headers, with "
-    "'Server: Python/3.x aiohttp/3.x' (the exact versions, to fingerprint the onion "
-    "service) and the offending request line echoed in the body"))
-async def test_parser_errors_look_like_the_site(running: Running) -> None:
-    response = await raw(running.public_port, b"FOO / HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert status_of(response) == 400
-    assert b"aiohttp" not in response and b"Python/" not in response
-    assert b"Server: dropbox" in response
+async def test_parser_errors_look_like_the_site(running: Running, request_bytes: bytes) -> None:
+    for port in (running.public_port, int(running.staff_url.rsplit(":", 1)[1])):
+        response = await raw(port, request_bytes)
+        assert status_of(response) == 400
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert b"aiohttp" not in response and b"Python/" not in response
+        assert b"CANARY" not in response  # nothing of the request is quoted back
+        assert b"\r\nServer: dropbox\r\n" in head
+        assert b"\r\nX-Content-Type-Options: nosniff\r\n" in head
+        assert b"\r\nCache-Control: no-store\r\n" in head
+        assert body == b"The request could not be read.\n"
+
+
+@pytest.mark.asyncio
+async def test_no_response_names_the_software(running: Running) -> None:
+    # Pages, static files, redirects, refusals and errors of both sites.
+    async with browser() as session:
+        for url in (running.server.public + "/", running.server.public + "/report",
+                    running.server.public + "/static/style.css",
+                    running.server.public + "/nowhere", running.server.public + "/conversation",
+                    running.staff_url + "/staff/v1/envelopes"):
+            async with session.get(url, allow_redirects=False) as resp:
+                assert resp.headers.getall("Server") == ["dropbox"], url
 
 
 def test_nothing_listens_beyond_loopback(running: Running) -> None:
@@ -496,3 +595,38 @@ def test_nothing_listens_beyond_loopback(running: Running) -> None:
         with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as probe:
             probe.settimeout(1)
             assert probe.connect_ex((address, running.public_port)) != 0
+
+
+@pytest.mark.asyncio
+async def test_no_address_or_browser_detail_is_logged_or_stored(running: Running) -> None:
+    # Whatever a browser or a proxy sends about the person never reaches the log (there is no
+    # access log) or the data folder: address, user agent, referrer, forwarded-for, language.
+    canaries = {"User-Agent": "CANARY-AGENT/1.0", "Referer": "http://canary-referer.example/",
+                "X-Forwarded-For": "203.0.113.77", "Forwarded": "for=198.51.100.9",
+                "Accept-Language": "x-canary-lang"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=TIMEOUT,
+                                     headers=canaries) as session:
+        token = await csrf(session, running)
+        status, page = await post_form(session, running, multipart(report_parts(
+            token, recipient=RECIPIENT, answers=ANSWERS,
+            files=[File("attachments", "a.txt", b"hello")])))
+        assert status == 200
+        code = code_from_receipt(page)
+        login = await csrf(session, running, "/login")
+        for attempt in (code, "1234"):
+            async with session.post(running.server.public + "/login",
+                                    data={"csrf": login, "code": attempt},
+                                    allow_redirects=False) as resp:
+                assert resp.status in (303, 400)
+        async with session.get(running.server.public + "/nowhere") as resp:
+            assert resp.status == 404
+    await still_serving(running)
+    needles = [v.encode() for v in canaries.values()] + [b"127.0.0.1", b"203.0.113", b"x-canary"]
+    log = running.log.read_bytes()
+    # Everything the server wrote (its configuration mentions 127.0.0.1 in a comment).
+    files = [p for p in running.data.rglob("*") if p.is_file() and p.name != "dropbox.toml"]
+    assert any(p.name == "dropbox.sqlite" for p in files)
+    for needle in needles:
+        assert needle not in log, needle
+        for path in files:
+            assert needle not in path.read_bytes(), (needle, path)
