@@ -12,7 +12,9 @@ import pytest
 
 from dropbox_envelope import Encryptor
 from dropbox_envelope.codes import damm
-from dropbox_envelope.keys import PublicKey
+from dropbox_envelope.keys import PublicKey, SecretKey
+from dropbox_server.backend import Sessions
+from dropbox_server.config import Limits
 from tests.server.conftest import LABOUR, AgencyKeys, Client, backend_of
 from tests.server.datafolder import open_envelope, snapshot
 from tests.server.forms import (
@@ -264,3 +266,16 @@ async def test_session_ending_during_an_upload_does_not_break_it(client: Client,
     assert second[1] == first[1]  # linked to the same source
     opened = open_envelope(backend.storage.envelope_path(second[0]), agency_keys.labour)
     assert opened.files == [b"b" * 200_000]
+
+
+async def test_a_session_ends_after_30_idle_minutes() -> None:
+    now = [0.0]
+    sessions = Sessions(Limits().session_minutes, clock=lambda: now[0])
+    token = sessions.create("source", LABOUR, SecretKey.generate())
+    for _ in range(3):  # each use starts the 30 minutes again
+        now[0] += 29 * 60
+        assert sessions.get(token) is not None
+    now[0] += 30 * 60 + 1
+    assert sessions.get(token) is None
+    now[0] += 1
+    assert sessions.get(token) is None  # gone for good, not only hidden
