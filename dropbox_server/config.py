@@ -55,8 +55,9 @@ class Limits:
     unfetched_warning_days: int = 7
 
 
-#: Tor accepts rates and bursts up to INT32_MAX (hs_config.c).
+#: Tor accepts rates and bursts up to INT32_MAX, stream limits up to 65535 (hs_config.c).
 _TOR_RATE_MAX = 2**31 - 1
+_TOR_STREAMS_MAX = 65535
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,14 @@ class OnionDefenses:
     intro_dos_defense: bool = True
     intro_dos_rate_per_sec: int = 25
     intro_dos_burst_per_sec: int = 200
+    # Concurrent streams per rendezvous circuit, beyond which tor closes the circuit: a
+    # browser opening the site needs a handful, a staff client one or two.
+    public_max_streams: int = 32
+    staff_max_streams: int = 8
+
+    def max_streams(self, which: str) -> int:
+        """The stream limit for service ``which`` ("public" or "staff")."""
+        return self.staff_max_streams if which == "staff" else self.public_max_streams
 
 
 @dataclass(frozen=True)
@@ -210,11 +219,12 @@ def _onion_defenses(table: dict[str, Any], path: Path) -> OnionDefenses:
         if isinstance(getattr(d, key), bool):
             if not isinstance(value, bool):
                 raise ConfigError(f"{path}: [tor] {key} must be true or false")
-        elif (not isinstance(value, int) or isinstance(value, bool)
-              or not 1 <= value <= _TOR_RATE_MAX):
-            # 0 would mean "no limit" to tor: a defence is turned off with its switch instead.
-            raise ConfigError(f"{path}: [tor] {key} must be a whole number from 1 to "
-                              f"{_TOR_RATE_MAX}")
+        else:
+            top = _TOR_STREAMS_MAX if key.endswith("_max_streams") else _TOR_RATE_MAX
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+                # 0 would mean "no limit" to tor: a defence is turned off with its switch.
+                raise ConfigError(f"{path}: [tor] {key} must be a whole number from 1 to "
+                                  f"{top}")
         values[key] = value
     defenses = OnionDefenses(**values)
     for rate, burst in (("pow_queue_rate", "pow_queue_burst"),
@@ -280,6 +290,10 @@ def _render_tor_section() -> list[str]:
         f"intro_dos_defense = {str(o.intro_dos_defense).lower()}",
         f"intro_dos_rate_per_sec = {o.intro_dos_rate_per_sec}",
         f"intro_dos_burst_per_sec = {o.intro_dos_burst_per_sec}",
+        "# Streams (HTTP connections) one client circuit may hold open at once; tor closes",
+        "# a circuit that asks for more. A browser needs a handful, a staff client one or two.",
+        f"public_max_streams = {o.public_max_streams}",
+        f"staff_max_streams = {o.staff_max_streams}",
     ]
 
 

@@ -69,9 +69,6 @@ INSTALL_HINT = ("install it with `sudo apt install tor` (Debian/Ubuntu), or poin
                 "a running tor with --tor-control HOST:PORT|SOCKET, or use --dev to try it "
                 "locally without Tor")
 ONION_PORT = 80
-#: Concurrent streams per rendezvous circuit; beyond that tor closes the circuit. A browser
-#: needs a handful; staff clients one or two.
-MAX_STREAMS = {"public": 32, "staff": 8}
 CALL_TIMEOUT = 30.0
 INTRO_DOS_NOTICE = (
     "tor: note: introduction-point rate limits ([tor] intro_dos_defense in dropbox.toml) "
@@ -147,7 +144,7 @@ def add_onion_command(which: ServiceName, key: OnionServiceKey, port: int,
     flags = ["MaxStreamsCloseCircuit"]
     if clients:
         flags.append("V3Auth")
-    parts += [f"Flags={','.join(flags)}", f"MaxStreams={MAX_STREAMS[which]}"]
+    parts += [f"Flags={','.join(flags)}", f"MaxStreams={defenses.max_streams(which)}"]
     if defenses.pow_defenses:
         parts += ["PoWDefensesEnabled=1", f"PoWQueueRate={defenses.pow_queue_rate}",
                   f"PoWQueueBurst={defenses.pow_queue_burst}"]
@@ -176,7 +173,7 @@ def hidden_service_options(which: ServiceName, folder: Path, port: int,
     options = [("HiddenServiceDir", str(folder)),
                ("HiddenServiceVersion", "3"),
                ("HiddenServicePort", f"{ONION_PORT} 127.0.0.1:{port}"),
-               ("HiddenServiceMaxStreams", str(MAX_STREAMS[which])),
+               ("HiddenServiceMaxStreams", str(defenses.max_streams(which))),
                ("HiddenServiceMaxStreamsCloseCircuit", "1"),
                ("HiddenServicePoWDefensesEnabled", "1" if defenses.pow_defenses else "0")]
     if defenses.pow_defenses:

@@ -151,19 +151,23 @@ def test_init_writes_the_tor_defences_commented_with_their_defaults(initialised:
     assert "torrc.example" in section and "SecureDrop" in section and "manual" in section
     for line in ("pow_defenses = true", "pow_queue_rate = 250", "pow_queue_burst = 2500",
                  "intro_dos_defense = true", "intro_dos_rate_per_sec = 25",
-                 "intro_dos_burst_per_sec = 200"):
+                 "intro_dos_burst_per_sec = 200", "public_max_streams = 32",
+                 "staff_max_streams = 8"):
         assert f"\n{line}\n" in section, line
     assert load_config(initialised).onion_defenses == OnionDefenses(
         pow_defenses=True, pow_queue_rate=250, pow_queue_burst=2500, intro_dos_defense=True,
-        intro_dos_rate_per_sec=25, intro_dos_burst_per_sec=200)
+        intro_dos_rate_per_sec=25, intro_dos_burst_per_sec=200, public_max_streams=32,
+        staff_max_streams=8)
 
 
 def test_tor_defences_are_configurable(initialised: Path) -> None:
     _edit(initialised, "intro_dos_rate_per_sec = 25", "intro_dos_rate_per_sec = 10")
     _edit(initialised, "pow_defenses = true", "pow_defenses = false")
+    _edit(initialised, "staff_max_streams = 8", "staff_max_streams = 3")
     defenses = load_config(initialised).onion_defenses
     assert defenses.intro_dos_rate_per_sec == 10 and not defenses.pow_defenses
     assert defenses.intro_dos_defense
+    assert (defenses.max_streams("staff"), defenses.max_streams("public")) == (3, 32)
 
 
 def test_a_config_without_a_tor_section_gets_the_defaults(initialised: Path) -> None:
@@ -192,6 +196,10 @@ def test_a_config_without_a_tor_section_gets_the_defaults(initialised: Path) -> 
      "[tor] intro_dos_burst_per_sec (20) must not be smaller than intro_dos_rate_per_sec (25)"),
     ("pow_queue_burst = 2500", "pow_queue_burst = 100",
      "[tor] pow_queue_burst (100) must not be smaller than pow_queue_rate (250)"),
+    ("public_max_streams = 32", "public_max_streams = 65536",
+     "[tor] public_max_streams must be a whole number from 1 to 65535"),
+    ("staff_max_streams = 8", "staff_max_streams = 0",
+     "[tor] staff_max_streams must be a whole number from 1 to 65535"),
     ("intro_dos_defense = true", "intro_dos_defense = true\nintro_dos_rate = 5",
      "[tor] intro_dos_rate is not a setting"),
 ])

@@ -107,7 +107,9 @@ def test_add_onion_command() -> None:
     assert "V3Auth" in line
     public = add_onion_command("public", key, 8080, {}, OnionDefenses(pow_queue_rate=9))
     assert "ClientAuthV3" not in public and "V3Auth" not in public
-    assert "PoWQueueRate=9 " in public
+    assert "PoWQueueRate=9 " in public and "MaxStreams=32 " in public
+    assert "MaxStreams=5 " in add_onion_command("public", key, 8080, {},
+                                                OnionDefenses(public_max_streams=5))
     without = add_onion_command("public", key, 8080, {}, OnionDefenses(pow_defenses=False))
     assert "PoW" not in without
 
@@ -132,6 +134,8 @@ def test_hidden_service_options_carry_every_defence(tmp_path: Path) -> None:
     }
     off = dict(hidden_service_options("staff", tmp_path, 8081, OnionDefenses(
         pow_defenses=False, intro_dos_defense=False)))
+    assert dict(hidden_service_options("staff", tmp_path, 8081, OnionDefenses(
+        staff_max_streams=3)))["HiddenServiceMaxStreams"] == "3"
     assert off["HiddenServicePoWDefensesEnabled"] == "0"
     assert off["HiddenServiceEnableIntroDoSDefense"] == "0"
     assert off["HiddenServiceMaxStreams"] == "8"
