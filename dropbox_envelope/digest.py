@@ -35,7 +35,8 @@ class Sha256:
         self._pending: list[Future[None]] = []
         self.size = 0
 
-    def update(self, data: bytes, *, background: bool = False) -> None:
+    def update(self, data: bytes | bytearray | memoryview, *,
+               background: bool = False) -> None:
         """Add ``data`` (which must not change until :meth:`wait`)."""
         self.size += len(data)
         if background and len(data) >= _THREAD_MIN // 4:

@@ -68,7 +68,7 @@ class Encryptor:
             raise ValueError("attachment names must be valid Unicode text") from None
         self._current = (name, media_type, Sha256())
 
-    def write(self, data: bytes) -> list[bytes]:
+    def write(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Add bytes of the current attachment; ``data`` must not be changed during the call."""
         if self._current is None:
             raise RuntimeError("begin an attachment first")

@@ -241,8 +241,9 @@ async def report_submit(request: web.Request) -> web.Response:
                 source = await prepare_source(backend)
                 await form.read_rest()
                 report = _validate(backend, form)
-                form.seal(report, extra={"questionnaire": backend.questionnaire.id,
-                                         "triage": triage(backend.questionnaire, report.answers)})
+                await form.seal(report, extra={
+                    "questionnaire": backend.questionnaire.id,
+                    "triage": triage(backend.questionnaire, report.answers)})
                 await form.commit(new_source=source)
     except Busy:
         return _problem(request, "busy", 503)
@@ -435,7 +436,7 @@ async def conversation_send(request: web.Request) -> web.StreamResponse:
                 if not report.message and not form.attachments:
                     raise Rejected(400, "invalid", {"message": Message(N_(
                         "Write a message or choose a file to send."))})
-                form.seal(report)
+                await form.seal(report)
                 await form.commit(session.source_id)
     except Rejected as exc:
         if exc.errors and form is not None:

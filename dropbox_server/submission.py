@@ -4,6 +4,10 @@ The rule both paths keep: not one plaintext byte reaches the disk. Form text sta
 (bounded); attachments go through the Encryptor chunk by chunk and only ciphertext is written to
 ``tmp/``. Nothing becomes visible until :meth:`Storage.commit_envelope` has fsync'd it, and any
 failure before that discards the temporary file, so the store is unchanged.
+
+The event loop only receives and checks; sealing, hashing, wrapping and writing run on the
+upload's own thread (:class:`~.offload.Offload`), fed in batches of about 1 MiB with at most two
+in flight, so memory stays bounded however fast the client sends.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dropbox_envelope.manifest import MAX_NAME_CHARS
 from .backend import Backend
 from .config import Recipient
 from .i18n import N_, Message
+from .offload import BATCH_SIZE, Offload
 from .questionnaire import ValidReport
 from .storage import Upload
 
@@ -43,6 +48,9 @@ __all__ = [
 ]
 
 BLOCK = 65536  # bytes read from the request at a time
+# A file part's body is read in larger pieces: aiohttp copies each piece and the one before it
+# to look for the boundary, so bigger reads cost the same copying but fewer turns of the loop.
+FILE_READ = 256 * 1024
 MAX_FIELD_NAME = 100
 MAX_SMALL_FIELD = 256  # csrf, recipient, language
 # Bidirectional controls can make "photo_gpj.exe" display as "photo_exe.jpg".
@@ -140,6 +148,8 @@ class FormReader:
         self._text_parts = 0
         self._encryptor: Encryptor | None = None
         self._upload: Upload | None = None
+        # The encryptor and the upload belong to this thread while it runs (until sealed).
+        self._offload: Offload | None = None
         self._committed = False
 
     async def __aenter__(self) -> FormReader:
@@ -147,11 +157,18 @@ class FormReader:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        self.discard()
+        await self.discard()
 
-    def discard(self) -> None:
-        if self._upload is not None and not self._committed:
-            self._upload.discard()
+    async def discard(self) -> None:
+        """Delete the ciphertext written so far, unless committed (after the upload's thread
+        has stopped, so nothing writes to the file any more)."""
+        upload = self._upload
+        if upload is None or self._committed:
+            return
+        if self._offload is not None:
+            await self._offload.abort(then=upload.discard)
+        else:
+            upload.discard()
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -216,15 +233,15 @@ class FormReader:
                 "attachments": Message(N_("You can send at most %(files)s files with one "
                                           "report."),
                                        files=self._backend.config.limits.max_files)})
-        encryptor = self._ensure_encryptor()
+        encryptor, offload = self._ensure_encryptor()
+        media_type = _media_type(part.headers.get(hdrs.CONTENT_TYPE))
         try:
-            encryptor.begin_attachment(filename,
-                                       _media_type(part.headers.get(hdrs.CONTENT_TYPE)))
+            await offload.call(lambda: encryptor.begin_attachment(filename, media_type))
         except ValueError:
             raise Rejected(400, "invalid", {"attachments": Message(_BAD_NAME)}) from None
-        while chunk := await self._read_chunk(part):
-            self._write(encryptor.write(chunk))
-        self._write(encryptor.end_attachment())
+        while chunk := await self._read_chunk(part, FILE_READ):
+            await offload.write(chunk)
+        await offload.call(lambda: self._write(encryptor.end_attachment()))
         self.attachments.append(filename)
 
     async def _read_text(self, part: BodyPartReader, limit: int) -> tuple[str, bool]:
@@ -255,9 +272,9 @@ class FormReader:
             raise Rejected(400, "malformed")
         return part
 
-    async def _read_chunk(self, part: BodyPartReader) -> bytes:
+    async def _read_chunk(self, part: BodyPartReader, size: int = BLOCK) -> bytes:
         try:
-            chunk = await part.read_chunk(BLOCK)
+            chunk = await part.read_chunk(size)
         except (ValueError, RuntimeError, HttpProcessingError, ConnectionError):
             raise Rejected(400, "malformed") from None
         self.received += len(chunk)
@@ -289,32 +306,50 @@ class FormReader:
 
     # -- sealing ------------------------------------------------------------------------------
 
-    def _ensure_encryptor(self) -> Encryptor:
-        if self._encryptor is None:
+    def _ensure_encryptor(self) -> tuple[Encryptor, Offload]:
+        if self._encryptor is None or self._offload is None:
             if self.recipient is None:
                 raise Rejected(400, "invalid", {"recipient": Message(N_(
                     "Choose who should receive your report."))})
-            self._encryptor = Encryptor(self.recipient.keys)
+            encryptor = Encryptor(self.recipient.keys)
             self._upload = self._backend.storage.new_upload()
-        return self._encryptor
+            self._encryptor = encryptor
+            self._offload = Offload(lambda batch: self._write(encryptor.write(batch)))
+        return self._encryptor, self._offload
 
     def _write(self, pieces: Iterable[bytes]) -> None:
+        # On the upload's thread. Written in groups of about a batch: the envelope's hash then
+        # runs beside the wrapping (see Upload.write) instead of waiting for each small piece,
+        # and memory stays bounded where ``pieces`` is long (finish() yields the padding,
+        # about 3 % of the envelope, a chunk at a time).
         upload = self._upload
         if upload is None:  # unreachable: created with the encryptor
             raise RuntimeError("no upload")
+        group: list[bytes] = []
+        size = 0
         for piece in pieces:
-            upload.write(piece)
+            group.append(piece)
+            size += len(piece)
+            if size >= BATCH_SIZE:
+                upload.write(b"".join(group))
+                group.clear()
+                size = 0
+        if group:
+            upload.write(b"".join(group))
 
-    def seal(self, report: ValidReport, *, extra: Mapping[str, Any] | None = None) -> None:
-        """Write the manifest and the end of the envelope."""
-        encryptor = self._ensure_encryptor()
+    async def seal(self, report: ValidReport, *,
+                   extra: Mapping[str, Any] | None = None) -> None:
+        """Write the manifest and the end of the envelope, and wait until every byte of it is
+        in the file (not yet fsync'd: :meth:`commit` does that)."""
+        encryptor, offload = self._ensure_encryptor()
         try:
-            self._write(encryptor.finish(kind="report", language=report.language,
-                                         message=report.message, answers=report.answers,
-                                         extra=extra))
+            await offload.call(lambda: self._write(encryptor.finish(
+                kind="report", language=report.language, message=report.message,
+                answers=report.answers, extra=extra)))
         except EnvelopeError:
             raise Rejected(400, "invalid", {"message": Message(N_(
                 "Your report is too long to send in one go. Please shorten it."))}) from None
+        await offload.close()
 
     async def commit(self, source_id: str | None = None,
                      new_source: NewSource | None = None) -> str:
@@ -337,11 +372,13 @@ async def receive_envelope(backend: Backend, content: StreamReader,
     that it is sealed to every key of ``recipient``. The caller commits or discards it."""
     checker = StructureChecker(max_size=backend.config.limits.max_report_bytes)
     upload = backend.storage.new_upload()
+    offload = Offload(upload.write)  # hashing, wrapping and writing, off the event loop
     try:
         try:
-            async for chunk in content.iter_chunked(BLOCK):
+            # Whatever has arrived, in one piece: fewer turns of this loop than 64 KiB reads.
+            async for chunk in content.iter_any():
                 checker.feed(chunk)
-                upload.write(chunk)
+                await offload.write(chunk)
             info = checker.close()
         except LimitExceeded:
             raise Rejected(413, "too_large") from None
@@ -349,8 +386,9 @@ async def receive_envelope(backend: Backend, content: StreamReader,
             raise Rejected(400, "malformed") from None
         if info.recipients != len(recipient.keys):
             raise Rejected(400, "wrong_recipients")
+        await offload.close()
     except BaseException:
-        upload.discard()
+        await offload.abort(then=upload.discard)
         raise
     return upload
 

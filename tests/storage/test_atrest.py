@@ -94,6 +94,26 @@ def test_streaming_writes_equal_one_write(cuts: list[int]) -> None:
     assert b"".join(out) == wrap(KEY, plain, random=fixed(PREFIX))
 
 
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("cuts", [[1 << 20] * 3, [1 << 20, 5, (1 << 20) - 5, 65_536 * 3 + 1],
+                                  [65_535, 1, 65_536, 131_072], [3]])
+def test_feed_from_any_buffer_matches_the_spec(fast: bool, cuts: list[int]) -> None:
+    """feed() seals straight from the caller's buffer through PyNaCl's cffi module (the
+    server's path) or, with ``fast`` off, through nacl.bindings: the same bytes either way."""
+    plain = os.urandom(sum(cuts))
+    writer = Wrapper(KEY, random=fixed(PREFIX))
+    writer.fast = fast
+    out = []
+    position = 0
+    for i, n in enumerate(cuts):
+        piece = plain[position:position + n]
+        view = (piece, bytearray(piece), memoryview(piece))[i % 3]
+        out.append(bytes(writer.feed(view)))  # the view is only valid until the next call
+        position += n
+    out.append(writer.finish())
+    assert b"".join(out) == spec_wrap(KEY, PREFIX, plain)
+
+
 def test_random_prefix_and_key() -> None:
     a, b = new_wrap_key(), new_wrap_key()
     assert len(a) == 32 and a != b

@@ -1,0 +1,192 @@
+"""The upload's own thread (dropbox_server/offload.py): order, bounded memory (backpressure),
+errors on the thread, and clean-up on abort, alone and through the real upload endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from dropbox_server.offload import BATCH_SIZE, Offload
+from dropbox_server.storage import Upload
+from tests.server.conftest import LABOUR, AgencyKeys, Client, MakeClient, backend_of
+from tests.server.datafolder import snapshot
+from tests.server.forms import BASIC_ANSWERS, MULTIPART, File, get_csrf, multipart, report_parts
+from tests.server.test_envelope_path import labour_keys, post_envelope, seal
+
+pytestmark = pytest.mark.asyncio
+
+WAIT = 30.0  # generous bound for the thread to get somewhere (not a timing assertion)
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Let the thread and the loop run until ``predicate()`` holds (fails after WAIT s)."""
+    async with asyncio.timeout(WAIT):
+        while not predicate():
+            await asyncio.sleep(0.005)
+
+
+async def test_bytes_arrive_in_order_in_batches_and_calls_follow_them() -> None:
+    seen: list[bytes] = []
+    offload = Offload(lambda batch: seen.append(bytes(batch)), batch_size=10)
+    for i in range(7):
+        await offload.write(bytes([i]) * 4)
+    assert await offload.call(lambda: b"".join(seen)) == b"".join(bytes([i]) * 4
+                                                               for i in range(7))
+    await offload.write(b"tail")
+    await offload.close()
+    assert [len(b) for b in seen] == [10, 10, 8, 4]  # the call flushed a short batch
+    assert b"".join(seen) == b"".join(bytes([i]) * 4 for i in range(7)) + b"tail"
+
+
+async def test_a_slow_thread_stops_the_writer_after_a_bounded_amount() -> None:
+    gate = threading.Event()
+    consumed: list[int] = []
+
+    def consume(batch: bytearray) -> None:
+        gate.wait(WAIT)
+        consumed.append(len(batch))
+
+    offload = Offload(consume, batch_size=1000, depth=2)
+    written = 0
+
+    async def fast_client() -> None:
+        nonlocal written
+        for _ in range(50):
+            await offload.write(b"x" * 500)
+            written += 500
+
+    task = asyncio.create_task(fast_client())
+    await eventually(lambda: written >= 2500)
+    await asyncio.sleep(0.05)  # the writer really is stuck, not merely slow
+    # Two batches handed over, a third full one waiting to be: the sixth write waits, and
+    # with it the reading of the request.
+    assert not task.done() and written == 2500 and offload.in_flight == 2
+    gate.set()
+    await task
+    await offload.close()
+    assert sum(consumed) == 50 * 500
+
+
+async def test_an_error_on_the_thread_is_raised_and_stops_the_rest() -> None:
+    consumed: list[bytes] = []
+
+    def consume(batch: bytearray) -> None:
+        if consumed:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        consumed.append(bytes(batch))
+
+    offload = Offload(consume, batch_size=4)
+    with pytest.raises(OSError) as caught:
+        for _ in range(20):
+            await offload.write(b"abcd")
+        await offload.close()
+    assert caught.value.errno == errno.ENOSPC
+    cleaned: list[str] = []
+    await offload.abort(then=lambda: cleaned.append("done"))
+    assert consumed == [b"abcd"] and cleaned == ["done"]
+    with pytest.raises(RuntimeError):
+        await offload.write(b"more")
+
+
+async def test_abort_waits_for_the_batch_in_progress_before_cleaning_up() -> None:
+    started, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def consume(batch: bytearray) -> None:
+        events.append("start")
+        started.set()
+        release.wait(WAIT)
+        events.append("end")
+
+    offload = Offload(consume, batch_size=4)
+    await offload.write(b"abcd")  # running on the thread
+    await offload.write(b"efgh")  # queued behind it: skipped by the abort
+    await eventually(started.is_set)
+    abort = asyncio.create_task(offload.abort(then=lambda: events.append("cleanup")))
+    await asyncio.sleep(0.05)
+    assert not abort.done()
+    release.set()
+    await abort
+    assert events == ["start", "end", "cleanup"]
+
+
+# -- through the server ----------------------------------------------------------------------
+
+def disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    def write(self: Upload, data: bytes | bytearray) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Upload, "write", write)
+
+
+async def test_disk_full_on_the_thread_gives_an_error_and_stores_nothing(
+        client: Client, agency_keys: AgencyKeys, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = backend_of(client)
+    before = await snapshot(backend)
+    disk_full(monkeypatch)
+    envelope = seal(labour_keys(agency_keys), attachment=b"e" * 200_000)
+    resp = await client.post(f"/submit/envelope?recipient={LABOUR}", data=envelope,
+                             headers={"Content-Type": "application/octet-stream",
+                                      "X-CSRF-Token": await get_csrf(client)})
+    assert resp.status == 500
+    token = await get_csrf(client)
+    body = multipart(report_parts(token, recipient=LABOUR, answers=BASIC_ANSWERS,
+                                  files=[File("attachments", "a.bin", b"f" * 200_000)]))
+    resp = await client.post("/report", data=body, headers={"Content-Type": MULTIPART})
+    assert resp.status == 500
+    assert "Your report was not saved" in await resp.text()
+    assert await snapshot(backend) == before
+    assert not list(backend.storage.tmp_dir.iterdir())
+
+
+async def test_a_client_that_goes_away_mid_upload_leaves_no_temporary_file(
+        make_client: MakeClient, agency_keys: AgencyKeys) -> None:
+    client = await make_client(max_report_bytes=16 * 1024 * 1024)
+    backend = backend_of(client)
+    before = await snapshot(backend)
+    envelope = seal(labour_keys(agency_keys), attachment=os.urandom(6 * 1024 * 1024))
+    sent = asyncio.Event()
+
+    async def half_then_gone() -> AsyncIterator[bytes]:
+        for start in range(0, 4 * 1024 * 1024, 65536):  # batches reach the thread
+            yield envelope[start:start + 65536]
+        sent.set()
+        await eventually(lambda: any(backend.storage.tmp_dir.iterdir()))
+        raise ConnectionResetError("the person closed the tab")
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client library makes of it
+        await post_envelope(client, half_then_gone())
+    assert sent.is_set()
+    await eventually(lambda: backend.uploads_in_progress == 0)
+    await eventually(lambda: not list(backend.storage.tmp_dir.iterdir()))
+    assert await snapshot(backend) == before
+
+
+async def test_the_padding_of_a_large_form_upload_is_written_in_bounded_pieces(
+        make_client: MakeClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PADMÉ pads a 48 MiB envelope by about 1.5 MiB of zeros; they must reach the file a
+    batch at a time, not gathered whole (memory would grow with the upload's size)."""
+    client = await make_client(max_report_bytes=64 * 1024 * 1024)
+    writes: list[int] = []
+    original = Upload.write
+
+    def write(self: Upload, data: bytes | bytearray | memoryview) -> None:
+        writes.append(len(data))
+        original(self, data)
+
+    monkeypatch.setattr(Upload, "write", write)
+    token = await get_csrf(client)
+    body = multipart(report_parts(token, recipient=LABOUR, answers=BASIC_ANSWERS, files=[
+        File("attachments", "big.bin", os.urandom(48 * 1024 * 1024))]))
+    resp = await client.post("/report", data=io.BytesIO(body),
+                             headers={"Content-Type": MULTIPART})
+    assert resp.status == 200, await resp.text()
+    total = sum(writes)
+    assert total - 48 * 1024 * 1024 > 1024 * 1024  # the padding really is over a batch
+    assert max(writes) < BATCH_SIZE + 2 * 65_536
