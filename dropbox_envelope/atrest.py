@@ -75,6 +75,8 @@ def _cffi_binding() -> tuple[Any, Any]:
     return module.ffi, module.lib
 
 
+# Importing nacl.bindings (above) ran sodium_init(), which selects libsodium's vectorised
+# implementations; called before it, the same functions run the portable code, 3x slower.
 _ffi, _lib = _cffi_binding()
 _FAST = _lib is not None and hasattr(_lib, "crypto_aead_xchacha20poly1305_ietf_encrypt")
 
