@@ -48,6 +48,7 @@ class Limits:
     code_queue: int = 32
     new_report_code_queue: int = 16
     header_timeout_seconds: int = 10
+    body_idle_timeout_seconds: int = 120
     session_minutes: int = 30
     staff_signature_window: int = 300
     # Retention (dropbox_server.retention): not limits strictly, but [server] integers too.
@@ -168,8 +169,9 @@ def load_config(data_dir: Path) -> Config:
         recipients.append(Recipient(rid, name, _str(entry, "description", where), tuple(parsed)))
     if limits.source_retention_days < 1:
         raise ConfigError(f"{path}: [server] source_retention_days must be at least 1")
-    if limits.header_timeout_seconds < 1:
-        raise ConfigError(f"{path}: [server] header_timeout_seconds must be at least 1")
+    for timeout in ("header_timeout_seconds", "body_idle_timeout_seconds"):
+        if getattr(limits, timeout) < 1:
+            raise ConfigError(f"{path}: [server] {timeout} must be at least 1")
     if not recipients:
         raise ConfigError(f"{path}: no [[recipient]] configured; reports would have nowhere to go")
     staff: list[StaffMember] = []
@@ -333,6 +335,10 @@ def render_config(recipients: list[tuple[str, str, list[str]]],
         "# from its previous answer): slower ones are closed. Uploads already sending their",
         "# body are not affected, however long they take.",
         f"header_timeout_seconds = {d.header_timeout_seconds}",
+        "# Seconds an upload may go without sending a single byte of its body before it is",
+        "# stopped (and its upload slot freed). Slow uploads are not affected as long as",
+        "# bytes keep arriving; over Tor, a minute of silence means the circuit is gone.",
+        f"body_idle_timeout_seconds = {d.body_idle_timeout_seconds}",
         f"session_minutes = {d.session_minutes}",
         f"staff_signature_window = {d.staff_signature_window}",
         "# A source (someone with a return code) who has not logged in for this many days is",

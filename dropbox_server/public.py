@@ -33,6 +33,7 @@ from .submission import (
     BLOCK,
     FormReader,
     Rejected,
+    body_read,
     form_data_reader,
     prepare_source,
     receive_envelope,
@@ -180,7 +181,7 @@ async def _read_small_form(request: web.Request) -> dict[str, list[str]]:
     if (request.content_length or 0) > MAX_SMALL_FORM:
         raise Rejected(413, "malformed")
     body = bytearray()
-    async for chunk in request.content.iter_any():
+    while chunk := await body_read(request.app[BACKEND], request.content.readany()):
         body.extend(chunk)
         if len(body) > MAX_SMALL_FORM:
             raise Rejected(413, "malformed")

@@ -12,14 +12,15 @@ in flight, so memory stays bounded however fast the client sends.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import unicodedata
 import warnings
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -86,6 +87,24 @@ async def upload_slot(backend: Backend) -> AsyncIterator[None]:
         yield
     finally:
         backend.uploads_in_progress -= 1
+
+
+T = TypeVar("T")
+
+
+async def body_read(backend: Backend, read: Awaitable[T]) -> T:
+    """Await one read of a request body; ``Rejected(408)`` when not one byte arrives within
+    ``body_idle_timeout_seconds``.
+
+    The header timeout never cuts off a request whose body is being read, so without this a
+    client could send its head and stop, holding an upload slot for ever. Only silence counts:
+    an upload that keeps sending, however slowly (a large report over Tor), is never cut off.
+    """
+    try:
+        async with asyncio.timeout(backend.config.limits.body_idle_timeout_seconds):
+            return await read
+    except TimeoutError:
+        raise Rejected(408, "malformed") from None
 
 
 def filename_problem(name: str) -> Message | None:
@@ -262,7 +281,7 @@ class FormReader:
 
     async def _next_part(self) -> BodyPartReader | None:
         try:
-            part = await self._reader.next()
+            part = await body_read(self._backend, self._reader.next())
         except (ValueError, RuntimeError, HttpProcessingError, ConnectionError):
             raise Rejected(400, "malformed") from None
         if part is None:
@@ -274,7 +293,7 @@ class FormReader:
 
     async def _read_chunk(self, part: BodyPartReader, size: int = BLOCK) -> bytes:
         try:
-            chunk = await part.read_chunk(size)
+            chunk = await body_read(self._backend, part.read_chunk(size))
         except (ValueError, RuntimeError, HttpProcessingError, ConnectionError):
             raise Rejected(400, "malformed") from None
         self.received += len(chunk)
@@ -376,7 +395,7 @@ async def receive_envelope(backend: Backend, content: StreamReader,
     try:
         try:
             # Whatever has arrived, in one piece: fewer turns of this loop than 64 KiB reads.
-            async for chunk in content.iter_any():
+            while chunk := await body_read(backend, content.readany()):
                 checker.feed(chunk)
                 await offload.write(chunk)
             info = checker.close()

@@ -46,6 +46,7 @@ from tests.server.forms import (
     multipart,
     report_parts,
 )
+from tests.server.test_envelope_path import seal
 
 RECIPIENT = "city-police"
 ANSWERS = {"what_happening": ["threats"]}
@@ -171,16 +172,20 @@ async def test_a_malformed_request_is_not_quoted_in_the_log(running: Running) ->
 
 SLOWLORIS_DEADLINE = 10.0  # seconds: the default header_timeout_seconds (dropbox.toml)
 QUICK_CUTOFF = 1  # header_timeout_seconds of the `quick_cutoff` server
+QUICK_IDLE = 2  # its body_idle_timeout_seconds
 
 
 @pytest.fixture(scope="module")
 def quick_cutoff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """A second server whose connections must send their request head within 1 s."""
+    """A second server whose connections must send their request head within 1 s, and whose
+    uploads may not go 2 s without a byte."""
     root = tmp_path_factory.mktemp("quick-cutoff")
     data, agency, staff = make_data(root)
     config = data / "dropbox.toml"
-    config.write_text(re.sub(r"(?m)^header_timeout_seconds = .*$",
-                             f"header_timeout_seconds = {QUICK_CUTOFF}", config.read_text()))
+    text = re.sub(r"(?m)^header_timeout_seconds = .*$",
+                  f"header_timeout_seconds = {QUICK_CUTOFF}", config.read_text())
+    config.write_text(re.sub(r"(?m)^body_idle_timeout_seconds = .*$",
+                             f"body_idle_timeout_seconds = {QUICK_IDLE}", text))
     server = Server(data, root / "server.log")
     try:
         yield Running(server, data, root / "server.log", agency, staff)
@@ -255,20 +260,42 @@ async def test_a_slow_upload_that_keeps_sending_is_not_cut_off(quick_cutoff: Run
     assert len(quick_cutoff.store()) == 2
 
 
+async def stall_after(body: bytes, sent: int) -> AsyncIterator[bytes]:
+    """Send the first ``sent`` bytes of ``body``, then nothing more (a client gone silent)."""
+    yield body[:sent]
+    await asyncio.sleep(3600)
+
+
 @pytest.mark.asyncio
-async def test_a_stalled_upload_holds_its_connection(quick_cutoff: Running) -> None:
-    # The limit of the header timeout, pinned: a client that sends its head and then stalls
-    # mid-body is not cut off by it. What bounds such clients is max_concurrent_uploads (a
-    # stalled upload holds one slot; more get the "busy" page) and Tor's stream limits.
-    reader, writer = await asyncio.open_connection("127.0.0.1", quick_cutoff.public_port)
-    try:
-        writer.write(b"POST /report HTTP/1.1\r\nHost: x\r\nContent-Type: " +
-                     MULTIPART.encode() + b"\r\nContent-Length: 100000\r\n\r\n--")
-        await writer.drain()
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(reader.read(1), QUICK_CUTOFF + 2)
-    finally:
-        writer.close()
+@pytest.mark.parametrize("where", ["head", "file", "envelope"])
+async def test_a_stalled_upload_is_stopped_and_leaves_nothing(quick_cutoff: Running,
+                                                              where: str) -> None:
+    # A client that sends its head (and maybe part of a file) and then goes silent would hold
+    # an upload slot for ever: the header timeout never cuts off a body being read. After
+    # body_idle_timeout_seconds without a byte it gets a 408, and nothing is kept. (The slow
+    # upload test above shows that pauses shorter than that are not cut off.)
+    before = quick_cutoff.store()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=TIMEOUT,
+                                     connector=aiohttp.TCPConnector(force_close=True)) as session:
+        token = await csrf(session, quick_cutoff)
+        if where == "envelope":
+            envelope = seal([quick_cutoff.agency.public_key], attachment=b"x" * 300_000)
+            url = f"{quick_cutoff.server.public}/submit/envelope?recipient={RECIPIENT}"
+            headers = {"Content-Type": "application/octet-stream", "X-CSRF-Token": token}
+            data = stall_after(envelope, 200_000)
+        else:
+            body = multipart(report_parts(token, recipient=RECIPIENT, answers=ANSWERS, files=[
+                File("attachments", "scan.pdf", b"%PDF-" + b"s" * 300_000)]))
+            url = quick_cutoff.server.public + "/report"
+            headers = {"Content-Type": MULTIPART}
+            data = stall_after(body, 2 if where == "head" else 200_000)
+        started = time.monotonic()
+        async with session.post(url, data=data, headers=headers) as resp:
+            assert resp.status == 408
+            await resp.read()
+        assert time.monotonic() - started < QUICK_IDLE + 8  # bounded, not a hang
+    assert quick_cutoff.store() == before
+    assert not list((quick_cutoff.data / "tmp").iterdir())
 
 
 # --- forms -----------------------------------------------------------------------------------

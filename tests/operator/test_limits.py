@@ -26,7 +26,7 @@ def test_the_argon2_and_connection_limits_are_written_with_their_defaults(
         tmp_path: Path) -> None:
     text = (_data(tmp_path) / CONFIG_NAME).read_text()
     for key in ("code_workers", "code_queue", "new_report_code_queue", "header_timeout_seconds",
-                "max_concurrent_uploads"):
+                "body_idle_timeout_seconds", "max_concurrent_uploads"):
         assert re.search(rf"(?m)^{key} = {getattr(Limits(), key)}$", text), key
     assert load_config(tmp_path).limits == Limits()
     assert (Limits().new_report_code_queue, Limits().header_timeout_seconds) == (16, 10)
@@ -39,6 +39,7 @@ def test_the_limits_can_be_changed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("settings", [{"header_timeout_seconds": 0},
+                                      {"body_idle_timeout_seconds": 0},
                                       {"new_report_code_queue": -1}])
 def test_bad_limits_stop_start_up(tmp_path: Path, settings: dict[str, int]) -> None:
     with pytest.raises(ConfigError, match=next(iter(settings))):
