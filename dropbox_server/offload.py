@@ -17,6 +17,11 @@ reading the request, and TCP slows the client down: a fast client cannot make th
 the upload in memory. The batch buffers are allocated once and passed round (at most
 ``DEPTH + 1`` of them), so the memory an upload holds is fixed, and the allocator is not asked
 for a fresh megabyte per batch.
+
+Why the first batch starts small and grows: most reports are a few kilobytes, and many uploads
+may be open at once (slow ones over Tor, or a flood of them); a megabyte each from the start
+would be most of the server's memory under load. A buffer doubles as bytes arrive, so an upload
+holds about twice what it has sent, up to the batch size.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ Bytes = bytes | bytearray | memoryview
 _Job = tuple[Callable[..., Any], tuple[Any, ...], list[Any], bool]
 
 BATCH_SIZE = 1024 * 1024  # a multiple of the at-rest and payload block sizes (64 KiB)
+FIRST_BUFFER = 16 * 1024  # a new batch buffer's size, doubled as it fills
 DEPTH = 2  # batches handed over and not yet done, at most
 
 
@@ -59,7 +65,7 @@ class Offload:
         self._consume = consume
         self._batch_size = batch_size
         self._depth = depth
-        self._batch = bytearray(batch_size)
+        self._batch = bytearray(min(batch_size, FIRST_BUFFER))
         self._fill = 0  # bytes of _batch in use
         self._spare: list[bytearray] = []  # batches the thread is done with (appended there)
         self._loop = asyncio.get_running_loop()
@@ -83,6 +89,11 @@ class Offload:
         return self._fill
 
     @property
+    def capacity(self) -> int:
+        """Bytes allocated for gathering the next batch (grows with what arrives)."""
+        return len(self._batch)
+
+    @property
     def in_flight(self) -> int:
         """Jobs handed over to the thread and not yet finished."""
         with self._lock:
@@ -94,7 +105,9 @@ class Offload:
         self._check_open()
         view = memoryview(data).cast("B")
         while view:
-            take = min(len(view), self._batch_size - self._fill)
+            if self._fill == len(self._batch):
+                self._grow(self._fill + len(view))
+            take = min(len(view), len(self._batch) - self._fill)
             self._batch[self._fill:self._fill + take] = view[:take]
             self._fill += take
             view = view[take:]
@@ -150,15 +163,26 @@ class Offload:
         if not self._open:
             raise RuntimeError("the offload is closed")
 
+    def _grow(self, wanted: int) -> None:
+        # Double (at least), up to the batch size; only called when the buffer is full.
+        size = len(self._batch)
+        while size < min(wanted, self._batch_size):
+            size *= 2
+        grown = bytearray(min(size, self._batch_size))
+        grown[:self._fill] = self._batch
+        self._batch = grown
+
     async def _hand_over(self) -> None:
         batch, fill = self._batch, self._fill
-        self._batch = self._spare.pop() if self._spare else bytearray(self._batch_size)
+        self._batch = (self._spare.pop() if self._spare
+                       else bytearray(min(self._batch_size, FIRST_BUFFER)))
         self._fill = 0
         await self._submit(self._consume_batch, (batch, fill), [])
 
     def _consume_batch(self, batch: bytearray, fill: int) -> None:
-        # On the thread. A short batch (the last) goes as a view, and is not reused.
-        if fill == len(batch):
+        # On the thread. A short batch (the last, or one still growing) goes as a view, and
+        # is not reused.
+        if fill == len(batch) == self._batch_size:
             self._consume(batch)
             self._spare.append(batch)  # list.append is atomic: the loop pops it later
         else:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from dropbox_server.offload import BATCH_SIZE, Offload
+from dropbox_server.offload import BATCH_SIZE, FIRST_BUFFER, Offload
 from dropbox_server.storage import Upload
 from tests.server.conftest import LABOUR, AgencyKeys, Client, MakeClient, backend_of
 from tests.server.datafolder import snapshot
@@ -42,6 +42,22 @@ async def test_bytes_arrive_in_order_in_batches_and_calls_follow_them() -> None:
     await offload.close()
     assert [len(b) for b in seen] == [10, 10, 8, 4]  # the call flushed a short batch
     assert b"".join(seen) == b"".join(bytes([i]) * 4 for i in range(7)) + b"tail"
+
+
+async def test_a_small_upload_holds_a_small_buffer() -> None:
+    # Many uploads may be open at once (slow ones over Tor): each must not take a whole batch
+    # of memory before it has sent that much. The buffer doubles as bytes arrive.
+    seen: list[bytes] = []
+    offload = Offload(lambda batch: seen.append(bytes(batch)))
+    await offload.write(b"r" * 5000)
+    assert offload.capacity == FIRST_BUFFER < BATCH_SIZE
+    await offload.write(b"s" * 100_000)
+    assert 105_000 <= offload.capacity <= 2 * 105_000
+    await offload.write(b"t" * (2 * BATCH_SIZE))
+    assert offload.capacity <= BATCH_SIZE
+    await offload.close()
+    assert [len(b) for b in seen][:2] == [BATCH_SIZE, BATCH_SIZE]  # full batches once large
+    assert b"".join(seen) == b"r" * 5000 + b"s" * 100_000 + b"t" * (2 * BATCH_SIZE)
 
 
 async def test_a_slow_thread_stops_the_writer_after_a_bounded_amount() -> None:
