@@ -27,6 +27,7 @@ holds about twice what it has sent, up to the batch size.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from typing import Any, TypeVar
 
 __all__ = ["BATCH_SIZE", "DEPTH", "Offload"]
 
+log = logging.getLogger("dropbox_server.offload")
 T = TypeVar("T")
 Bytes = bytes | bytearray | memoryview
 # (function, arguments, where its result or exception goes, whether it runs even after a
@@ -78,6 +80,7 @@ class Offload:
         self._aborted = False
         self._waiter: tuple[asyncio.Future[None], int] | None = None
         self._open = True
+        self._cleanup: asyncio.Task[None] | None = None  # the clean-up wait, once aborted
         # A daemon: a thread stuck in a write must not keep the process alive at exit. What it
         # leaves in tmp/ was never acknowledged, and start-up removes it.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -139,11 +142,21 @@ class Offload:
         such as deleting the file being written) on it after the jobs already handed over,
         which are skipped unless one is running: ``then`` never races with one. Waits for it
         (a batch takes milliseconds); if the waiting task is cancelled, ``then`` still runs.
-        Safe to call more than once, and after :meth:`close`."""
+        Safe to call more than once (a later call waits for the first clean-up, then runs
+        its own ``then``), and after :meth:`close`. Never raises the clean-up's error: the
+        caller is usually handling another one, which matters more; it is logged.
+        """
         self._fill = 0
+        if self._cleanup is not None:
+            # An abort already stopped the thread (its waiter may have been cancelled): wait
+            # until the thread is done, so that this ``then`` cannot race a write either.
+            await asyncio.shield(self._cleanup)
+            if then is not None:
+                _run_cleanup(then)
+            return
         if not self._open:
             if then is not None:
-                then()  # the thread has finished, or is finishing, everything of ours
+                _run_cleanup(then)  # close() waited for everything of ours
             return
         self._open = False
         with self._lock:
@@ -152,10 +165,13 @@ class Offload:
         self._jobs.put((then or _nothing, (), box, True))
         self._submitted += 1
         self._jobs.put(None)
-        await asyncio.shield(self._loop.create_task(
-            self._wait_until(self._submitted, raise_error=False)))
+        self._cleanup = self._loop.create_task(
+            self._wait_until(self._submitted, raise_error=False))
+        await asyncio.shield(self._cleanup)
         if box and isinstance(box[0], BaseException):
-            raise box[0]
+            if not isinstance(box[0], Exception):
+                raise box[0]
+            _log_cleanup_error(box[0])
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -238,6 +254,20 @@ class Offload:
 
 def _nothing() -> None:
     pass
+
+
+def _run_cleanup(then: Callable[[], None]) -> None:
+    try:
+        then()
+    except Exception as exc:  # see abort(): logged, not raised
+        _log_cleanup_error(exc)
+
+
+def _log_cleanup_error(exc: Exception) -> None:
+    # Only the kind of error: a clean-up deletes a randomly named temporary file, which
+    # start-up removes anyway if this failed.
+    log.warning("an unfinished upload could not be cleaned up (%s); start-up will remove "
+                "what is left in tmp/", type(exc).__name__)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

@@ -391,7 +391,11 @@ async def receive_envelope(backend: Backend, content: StreamReader,
     that it is sealed to every key of ``recipient``. The caller commits or discards it."""
     checker = StructureChecker(max_size=backend.config.limits.max_report_bytes)
     upload = backend.storage.new_upload()
-    offload = Offload(upload.write)  # hashing, wrapping and writing, off the event loop
+    try:
+        offload = Offload(upload.write)  # hashing, wrapping and writing, off the event loop
+    except BaseException:
+        upload.discard()  # no thread started (say, too many threads): nothing else to wait for
+        raise
     try:
         try:
             # Whatever has arrived, in one piece: fewer turns of this loop than 64 KiB reads.

@@ -171,14 +171,17 @@ async def test_a_malformed_request_is_not_quoted_in_the_log(running: Running) ->
 
 
 SLOWLORIS_DEADLINE = 10.0  # seconds: the default header_timeout_seconds (dropbox.toml)
-QUICK_CUTOFF = 1  # header_timeout_seconds of the `quick_cutoff` server
-QUICK_IDLE = 2  # its body_idle_timeout_seconds
+QUICK_CUTOFF = 3  # header_timeout_seconds of the `quick_cutoff` server
+QUICK_IDLE = 5  # its body_idle_timeout_seconds
+# Bounds, not timings: a cut-off must come, and not before its timeout; how late it may come
+# is generous, as this machine may be busy.
+SLACK = 8.0
 
 
 @pytest.fixture(scope="module")
 def quick_cutoff(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    """A second server whose connections must send their request head within 1 s, and whose
-    uploads may not go 2 s without a byte."""
+    """A second server whose connections must send their request head within QUICK_CUTOFF s,
+    and whose uploads may not go QUICK_IDLE s without a byte."""
     root = tmp_path_factory.mktemp("quick-cutoff")
     data, agency, staff = make_data(root)
     config = data / "dropbox.toml"
@@ -218,8 +221,9 @@ async def trickle_headers(port: int, seconds: float) -> float | None:
 @pytest.mark.asyncio
 async def test_slowloris_headers_are_cut_off(running: Running) -> None:
     # The default configuration: cut off once header_timeout_seconds have passed.
-    closed_after = await trickle_headers(running.public_port, SLOWLORIS_DEADLINE + 3)
-    assert closed_after is not None and closed_after <= SLOWLORIS_DEADLINE + 1
+    closed_after = await trickle_headers(running.public_port, SLOWLORIS_DEADLINE + SLACK + 2)
+    assert closed_after is not None
+    assert SLOWLORIS_DEADLINE - 0.5 <= closed_after <= SLOWLORIS_DEADLINE + SLACK
     await still_serving(running)
 
 
@@ -227,8 +231,9 @@ async def test_slowloris_headers_are_cut_off(running: Running) -> None:
 async def test_slowloris_is_cut_off_on_both_ports(quick_cutoff: Running) -> None:
     staff_port = int(quick_cutoff.staff_url.rsplit(":", 1)[1])
     for port in (quick_cutoff.public_port, staff_port):
-        closed_after = await trickle_headers(port, QUICK_CUTOFF + 5)
-        assert closed_after is not None and closed_after <= QUICK_CUTOFF + 1
+        closed_after = await trickle_headers(port, QUICK_CUTOFF + SLACK + 2)
+        assert closed_after is not None
+        assert QUICK_CUTOFF - 0.5 <= closed_after <= QUICK_CUTOFF + SLACK
 
 
 async def slowly(body: bytes, pieces: int, pause: float) -> AsyncIterator[bytes]:
@@ -293,7 +298,7 @@ async def test_a_stalled_upload_is_stopped_and_leaves_nothing(quick_cutoff: Runn
         async with session.post(url, data=data, headers=headers) as resp:
             assert resp.status == 408
             await resp.read()
-        assert time.monotonic() - started < QUICK_IDLE + 8  # bounded, not a hang
+        assert QUICK_IDLE - 0.5 <= time.monotonic() - started < QUICK_IDLE + SLACK
     assert quick_cutoff.store() == before
     assert not list((quick_cutoff.data / "tmp").iterdir())
 

@@ -132,6 +132,50 @@ async def test_abort_waits_for_the_batch_in_progress_before_cleaning_up() -> Non
     assert events == ["start", "end", "cleanup"]
 
 
+async def test_a_second_abort_never_cleans_up_while_a_batch_is_still_running() -> None:
+    # The first abort's waiter is cancelled (say, at shutdown) while a batch runs; a second
+    # abort must still wait for the thread before its clean-up (deleting the file).
+    started, release = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def consume(batch: bytearray) -> None:
+        events.append("start")
+        started.set()
+        release.wait(WAIT)
+        events.append("end")
+
+    offload = Offload(consume, batch_size=4)
+    await offload.write(b"abcd")
+    await eventually(started.is_set)
+    first = asyncio.create_task(offload.abort(then=lambda: events.append("cleanup1")))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    second = asyncio.create_task(offload.abort(then=lambda: events.append("cleanup2")))
+    await asyncio.sleep(0.05)
+    assert not second.done() and events == ["start"]
+    release.set()
+    await second
+    assert events == ["start", "end", "cleanup1", "cleanup2"]
+
+
+async def test_a_failing_clean_up_does_not_replace_the_error_being_handled(
+        caplog: pytest.LogCaptureFixture) -> None:
+    offload = Offload(lambda batch: None, batch_size=4)
+    await offload.write(b"abcd")
+
+    def cleanup() -> None:
+        raise PermissionError(13, "Permission denied", "/data/tmp/secret-name")
+
+    with pytest.raises(ValueError, match="the real problem"):
+        try:
+            raise ValueError("the real problem")
+        except ValueError:
+            await offload.abort(then=cleanup)
+            raise
+    assert "PermissionError" in caplog.text and "secret-name" not in caplog.text
+    await offload.abort(then=cleanup)  # again, after the thread is gone: logged too
+
+
 # -- through the server ----------------------------------------------------------------------
 
 def disk_full(monkeypatch: pytest.MonkeyPatch) -> None:
