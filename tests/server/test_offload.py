@@ -110,9 +110,10 @@ async def test_an_error_on_the_thread_is_raised_and_stops_the_rest() -> None:
         await offload.write(b"more")
 
 
-async def test_abort_waits_for_the_batch_in_progress_before_cleaning_up() -> None:
+def held_offload(events: list[str]) -> tuple[Offload, threading.Event, threading.Event]:
+    """An offload whose batches wait on the thread until ``release`` is set (logged in
+    ``events``); ``started`` is set when the first one runs."""
     started, release = threading.Event(), threading.Event()
-    events: list[str] = []
 
     def consume(batch: bytearray) -> None:
         events.append("start")
@@ -120,7 +121,12 @@ async def test_abort_waits_for_the_batch_in_progress_before_cleaning_up() -> Non
         release.wait(WAIT)
         events.append("end")
 
-    offload = Offload(consume, batch_size=4)
+    return Offload(consume, batch_size=4), started, release
+
+
+async def test_abort_waits_for_the_batch_in_progress_before_cleaning_up() -> None:
+    events: list[str] = []
+    offload, started, release = held_offload(events)
     await offload.write(b"abcd")  # running on the thread
     await offload.write(b"efgh")  # queued behind it: skipped by the abort
     await eventually(started.is_set)
@@ -135,16 +141,8 @@ async def test_abort_waits_for_the_batch_in_progress_before_cleaning_up() -> Non
 async def test_a_second_abort_never_cleans_up_while_a_batch_is_still_running() -> None:
     # The first abort's waiter is cancelled (say, at shutdown) while a batch runs; a second
     # abort must still wait for the thread before its clean-up (deleting the file).
-    started, release = threading.Event(), threading.Event()
     events: list[str] = []
-
-    def consume(batch: bytearray) -> None:
-        events.append("start")
-        started.set()
-        release.wait(WAIT)
-        events.append("end")
-
-    offload = Offload(consume, batch_size=4)
+    offload, started, release = held_offload(events)
     await offload.write(b"abcd")
     await eventually(started.is_set)
     first = asyncio.create_task(offload.abort(then=lambda: events.append("cleanup1")))
