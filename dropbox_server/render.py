@@ -32,13 +32,13 @@ from .i18n import (
     supported,
     translate,
 )
+from .questionnaire import ICONS_DIR
 
 __all__ = ["ICONS_DIR", "QUICK_EXIT_URL", "STATIC_DIR", "TEMPLATES", "TEMPLATES_DIR",
            "PageLanguage", "Templates", "page_language", "render", "setup_templates"]
 
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 STATIC_DIR = Path(__file__).with_name("static")
-ICONS_DIR = STATIC_DIR / "icons"
 # Where "Quick exit" goes: a neutral, common page (GOV.UK's "Exit this page" uses the same).
 QUICK_EXIT_URL = "https://www.bbc.co.uk/weather"
 _SVG_BODY = re.compile(r"<svg\b[^>]*>(.*)</svg>\s*\Z", re.S)
