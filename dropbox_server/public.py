@@ -25,6 +25,7 @@ from dropbox_envelope.keys import SecretKey
 
 from .appkeys import BACKEND
 from .backend import Backend, Busy, Session
+from .config import Recipient
 from .i18n import LANGUAGES, N_, Message
 from .questionnaire import InvalidAnswers, ValidReport, triage, validate_report
 from .render import gettext_for, page_language, render, setup_templates
@@ -216,25 +217,38 @@ def _report_page(request: web.Request, *, status: int = 200,
                       reuse=reuse, **_limits_context(backend))
 
 
+def _refuse_upload(request: web.Request, backend: Backend) -> web.Response | None:
+    """The page for a form upload refused before reading it (wrong type, declared too large)."""
+    if request.content_type != "multipart/form-data":
+        return _problem(request, "unsupported", 415)
+    if _too_big(request, backend):
+        return _problem(request, "too_large", 413)
+    return None
+
+
+def _form_reader(request: web.Request, backend: Backend, *, recipient: Recipient | None = None,
+                 text_limits: Mapping[str, int], max_text_parts: int) -> FormReader:
+    try:
+        reader = form_data_reader(request)
+    except (ValueError, KeyError, AssertionError):
+        raise Rejected(400, "malformed") from None
+    return FormReader(backend, reader, recipient=recipient, text_limits=text_limits,
+                      max_text_parts=max_text_parts)
+
+
 async def report_form(request: web.Request) -> web.Response:
     return _report_page(request)
 
 
 async def report_submit(request: web.Request) -> web.Response:
     backend = request.app[BACKEND]
-    if request.content_type != "multipart/form-data":
-        return _problem(request, "unsupported", 415)
-    if _too_big(request, backend):
-        return _problem(request, "too_large", 413)
+    if (refused := _refuse_upload(request, backend)) is not None:
+        return refused
     form: FormReader | None = None
     try:
         async with upload_slot(backend):
-            try:
-                reader = form_data_reader(request)
-            except (ValueError, KeyError, AssertionError):
-                raise Rejected(400, "malformed") from None
-            form = FormReader(backend, reader, text_limits=_text_limits(backend),
-                              max_text_parts=_max_text_parts(backend))
+            form = _form_reader(request, backend, text_limits=_text_limits(backend),
+                                max_text_parts=_max_text_parts(backend))
             async with form:
                 await form.check_csrf(_csrf_cookie(request))
                 # Argon2 before reading the files: when the queue is full the person learns
@@ -410,21 +424,15 @@ async def conversation_send(request: web.Request) -> web.StreamResponse:
     recipient = backend.config.recipient(session.recipient)
     if recipient is None:
         return _problem(request, "recipient_gone", 400)
-    if request.content_type != "multipart/form-data":
-        return _problem(request, "unsupported", 415)
-    if _too_big(request, backend):
-        return _problem(request, "too_large", 413)
+    if (refused := _refuse_upload(request, backend)) is not None:
+        return refused
     limits = backend.config.limits
     form: FormReader | None = None
     try:
         async with upload_slot(backend):
-            try:
-                reader = form_data_reader(request)
-            except (ValueError, KeyError, AssertionError):
-                raise Rejected(400, "malformed") from None
-            form = FormReader(backend, reader, recipient=recipient,
-                              text_limits={"message": 4 * limits.max_message_chars + 8},
-                              max_text_parts=4)
+            form = _form_reader(request, backend, recipient=recipient,
+                                text_limits={"message": 4 * limits.max_message_chars + 8},
+                                max_text_parts=4)
             async with form:
                 await form.check_csrf(_csrf_cookie(request))
                 await form.read_rest()
