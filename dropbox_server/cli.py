@@ -25,7 +25,7 @@ from .config import CONFIG_NAME, load_config, render_config, slug
 from .connections import SiteRunner
 from .errors import ConfigError, OnionKeyError, StorageError, TorError
 from .onion_store import OnionKeyStore, ServiceName
-from .tor import OnionPublisher, Published, StaffReloadFailed, TorOptions, discard_service_copy
+from .tor import OnionPublisher, Published, TorOptions, discard_service_copy
 
 __all__ = ["main"]
 
@@ -193,15 +193,7 @@ async def _serve_onions(publisher: OnionPublisher, data_dir: Path, public_port: 
             raise publisher.lost_error()
         reload.clear()
         print("reloading staff onion keys", flush=True)
-        try:
-            reloaded = await _unless_stopped(publisher.reload_staff(), stop)
-        except StaffReloadFailed as exc:
-            # The staff service is withdrawn (a revoked key never stays authorised); the public
-            # site keeps running and the next SIGHUP tries again. Any other TorError (tor gone,
-            # or the withdrawal failed too) stops the server: closing the control connection
-            # takes both services off the network.
-            print(f"error: staff onion keys not reloaded: {exc}", file=sys.stderr, flush=True)
-            continue
+        reloaded = await _unless_stopped(publisher.reload_staff(), stop)
         if reloaded is not None:
             _print_published(reloaded, data_dir)
 
@@ -270,18 +262,9 @@ def cmd_staff_remove(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     _require_config(data_dir)
     OnionKeyStore(data_dir).remove_client(args.name)
-    known = {m.name for m in load_config(data_dir).staff}
     print(f"revoked the staff onion key of {args.name!r}; others are unaffected. Takes effect "
           "at the next `dropbox-server run`, or at once if you send SIGHUP to the running "
-          "server (it withdraws the staff onion service and publishes it anew, which also "
-          "ends open sessions).")
-    if args.name in known:
-        print(f"note: {args.name!r} still has a staff signing key ([[staff]] in {CONFIG_NAME}); "
-              "this command leaves it there. Remove that entry too, and restart the server "
-              f"({CONFIG_NAME} is read at start), so the key is refused even if they reach "
-              "the staff API some other way.")
-    else:
-        print(f"note: {args.name!r} has no staff signing key ([[staff]] in {CONFIG_NAME}).")
+          "server.")
     return 0
 
 

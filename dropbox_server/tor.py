@@ -56,9 +56,8 @@ from .config import OnionDefenses
 from .errors import OnionKeyError, TorError
 from .onion_store import OnionKeyStore, ServiceName, write_hidden_service_dir
 
-__all__ = ["OnionPublisher", "Published", "StaffReloadFailed", "TorOptions",
-           "add_onion_command", "discard_service_copy", "find_tor_binary",
-           "hidden_service_options", "service_dir"]
+__all__ = ["OnionPublisher", "Published", "TorOptions", "add_onion_command",
+           "discard_service_copy", "find_tor_binary", "hidden_service_options", "service_dir"]
 
 log = logging.getLogger("dropbox_server.tor")
 # stem logs control traffic at debug/trace levels; keep it quiet whatever the root level is.
@@ -95,17 +94,6 @@ class TorOptions:
     tor_binary: str | None = None
     bootstrap_timeout: float = 300.0
     publish_timeout: float = 300.0
-
-
-class StaffReloadFailed(TorError):
-    """A ``SIGHUP`` reload of the staff keys failed and the staff service was withdrawn: the
-    public service is untouched and a later reload can try again. Any other
-    :class:`TorError` from a reload means that safe state could not be reached."""
-
-
-class _UploadsUnconfirmed(TorError):
-    """The services are configured in tor, but their descriptor uploads were not confirmed in
-    time."""
 
 
 @dataclass(frozen=True)
@@ -578,88 +566,29 @@ class OnionPublisher:
             if time.monotonic() > deadline:
                 summary = ", ".join(f"{u.uploaded} of {u.started} uploads accepted, "
                                     f"{u.failed} failed" for u in self._uploads.values())
-                raise _UploadsUnconfirmed(f"onion services not published within "
-                                          f"{timeout:.0f} s ({summary}); is tor connected "
-                                          "to the network?")
+                raise TorError(f"onion services not published within {timeout:.0f} s "
+                               f"({summary}); is tor connected to the network?")
             await asyncio.sleep(0.1)
 
     async def reload_staff(self) -> Published | None:
         """Re-publish the staff service with the current ``staff-clients/`` (``SIGHUP``).
 
-        If a key was revoked (removed, or replaced under the same name), the staff service is
-        first withdrawn altogether and then published anew. Only that makes tor drop the
-        service's introduction points, descriptor and open rendezvous circuits; a mere change
-        of the client list (``SETCONF`` with fewer ``.auth`` files) keeps them, so a revoked
-        client with a cached descriptor or an open session would keep reaching the service.
-        Added keys only extend the client list.
-
-        On failure the staff service is withdrawn and :class:`StaffReloadFailed` raised: a
-        revoked key never stays authorised, the public service keeps running, and a later
-        reload can retry. A plain :class:`TorError` means even the withdrawal failed (or tor
-        went away). The service keys stay those published at start (``onion rotate`` needs a
-        restart).
+        The service keys stay those published at start (``onion rotate`` needs a restart).
         """
         if "public" not in self._services:
             return None
         try:
             clients = self.store.clients()
         except OnionKeyError as exc:
-            raise await self._withdraw_after(str(exc)) from None
+            raise TorError(str(exc)) from None
         if clients == self._clients and ("staff" in self._services) == bool(clients):
             return self._published()  # nothing changed: nothing to upload
-        revoked = any(clients.get(name) != key for name, key in self._clients.items())
-        try:
-            if "staff" in self._services and (revoked or not clients or
-                                              self._launched is None):
-                await self._withdraw_staff()
-            if clients:
-                # A new client list makes tor build and upload new staff descriptors.
-                await self._publish(clients, ("staff",))
-        except _UploadsUnconfirmed as exc:
-            # Tor runs the staff service with exactly the new keys; only the confirmation of
-            # the descriptor uploads is missing, and tor keeps trying on its own.
-            self.say(f"tor: warning: {exc}; the staff onion service runs with the new keys, "
-                     "tor keeps uploading its descriptors")
-        except TorError as exc:
-            if self.lost.is_set():
-                raise
-            raise await self._withdraw_after(str(exc)) from None
-        return self._published()
-
-    async def _withdraw_staff(self) -> None:
-        """Take the staff service off the network; the public service stays exactly as it is.
-
-        Our own tor: ``SETCONF`` with the public service's options alone (identical to the
-        ones in effect, so tor keeps that service, its descriptors and circuits) and the same
-        lines in the torrc. Tor closes the staff service's introduction and rendezvous
-        circuits. A running tor: ``DEL_ONION``.
-        """
-        if self._launched is not None:
-            launched = self._launched
-            options = hidden_service_options("public", launched.service_dir("public"),
-                                             self._ports["public"], self.defenses)
-            await self._call(self.controller.set_options, options,
+        if self._launched is None and "staff" in self._services:
+            await self._call(self.controller.msg, f"DEL_ONION {self._services.pop('staff')}",
                              what="withdrawing the staff onion service")
-            launched.write_torrc(options)
-        elif "staff" in self._services:
-            reply = await self._call(self.controller.msg,
-                                     f"DEL_ONION {self._services['staff']}",
-                                     what="withdrawing the staff onion service")
-            if not reply.is_ok():
-                raise TorError(f"tor refused to withdraw the staff onion service: {reply}")
-        self._services.pop("staff", None)
-        self._clients = {}
-
-    async def _withdraw_after(self, reason: str) -> TorError:
-        """After a failed reload: withdraw the staff service; the error to raise."""
-        try:
-            await self._withdraw_staff()
-        except TorError as exc:
-            return TorError(f"reloading the staff keys failed ({reason}), and withdrawing "
-                            f"the staff onion service failed too ({exc})")
-        return StaffReloadFailed(f"{reason}; the staff onion service is withdrawn until a "
-                                 "reload succeeds (fix the cause, then send SIGHUP again); "
-                                 "the public onion service is unaffected")
+        # A changed client list makes tor build and upload new staff descriptors.
+        await self._publish(clients, ("staff",) if clients else ())
+        return self._published()
 
     # ------------------------------------------------------------------------- close
     def _lost_error(self, what: str) -> TorError:
