@@ -76,6 +76,10 @@ INTRO_DOS_NOTICE = (
     "get proof-of-work and stream limits only. For the rate limits too, publish both "
     "services from that tor's own torrc (HiddenServiceEnableIntroDoSDefense; see "
     "torrc.example) and run with --no-tor, or let dropbox-server start its own tor.")
+LAST_STAFF_KEY_REMOVED = (
+    "every staff key was removed: the server stops, because its tor cannot take the staff "
+    "onion service down while running (that crashes tor 0.4.9); start it again and only the "
+    "public onion service is published")
 #: After the last HSDir upload was answered, wait this long for the second descriptor's uploads.
 UPLOAD_QUIET = 1.0
 STOP_GRACE = 10.0
@@ -583,6 +587,12 @@ class OnionPublisher:
             raise TorError(str(exc)) from None
         if clients == self._clients and ("staff" in self._services) == bool(clients):
             return self._published()  # nothing changed: nothing to upload
+        if self._launched is not None and not clients and "staff" in self._services:
+            # Our tor would have to drop one of its services while running: with tor 0.4.9
+            # (Debian's), SETCONF without the staff service made tor crash at the next
+            # introduction (SIGSEGV in hs_circ_handle_introduce2). Publishing the staff service
+            # with no client keys would let anyone in. Stopping is the safe choice left.
+            raise TorError(LAST_STAFF_KEY_REMOVED)
         if self._launched is None and "staff" in self._services:
             await self._call(self.controller.msg, f"DEL_ONION {self._services.pop('staff')}",
                              what="withdrawing the staff onion service")

@@ -308,6 +308,22 @@ def test_sighup_publishes_a_new_staff_key_without_restart(site: Site,
     assert sorted(p.name for p in auth.iterdir()) == ["alice.auth", "carol.auth"]
 
 
+def test_removing_the_last_staff_key_stops_the_server_cleanly(site: Site) -> None:
+    # After the SIGHUP test (alice and carol hold keys). With no key left, the staff service
+    # must go, and our tor cannot drop a service while running without crashing: the server
+    # says so and stops (with its tor), instead of leaving a removed key authorised.
+    for name in ("alice", "carol"):
+        removed = server_cli("staff", "remove", name, "--data-dir", str(site.data))
+        assert removed.returncode == 0, removed.stderr
+    site.server.proc.send_signal(signal.SIGHUP)
+    site.server.proc.wait(timeout=120)
+    assert site.server.proc.returncode != 0
+    output = site.server.output()
+    assert "every staff key was removed" in output and "start it again" in output
+    assert "Traceback" not in output
+    assert _tor_pids_using(site.data) == []
+
+
 def test_server_stops_when_its_tor_dies(tmp_path: Path, join_config: Path) -> None:
     data, _keys = init_data_dir(tmp_path)
     with ServerProcess(data, join_config) as server:
