@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -48,9 +47,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _machine import busy_cpu_seconds, machine_info, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmark the working tree, whatever the venv's install says
@@ -122,17 +122,6 @@ def _current_rss_mib() -> float | None:
     except (OSError, IndexError, ValueError):
         return None
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / MiB
-
-
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have spent busy so far (Linux /proc/stat), or None."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal, no guest
 
 
 def _baseline_encrypt(key: bytes, reader: RepeatingReader, out: Any) -> None:
@@ -214,7 +203,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
         reader = RepeatingReader(size)
         with open(path, "wb") if to_file else contextlib.nullcontext(CountingSink()) as out:
             counter = out if isinstance(out, CountingSink) else None
-            busy0 = _busy_cpu_seconds()
+            busy0 = busy_cpu_seconds()
             wall0, cpu0 = time.perf_counter(), time.process_time()
             if impl == "ours":
                 written = streams.encrypt(
@@ -226,13 +215,13 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
                 _baseline_encrypt(seed, reader, out)
                 written = counter.count if counter else out.tell()
             wall1, cpu1 = time.perf_counter(), time.process_time()
-            busy1 = _busy_cpu_seconds()
+            busy1 = busy_cpu_seconds()
         result["envelope_bytes"] = written
         result["plain_bytes"] = size
     else:
         sink = CountingAttachments()
         with open(path, "rb") as src:
-            busy0 = _busy_cpu_seconds()
+            busy0 = busy_cpu_seconds()
             wall0, cpu0 = time.perf_counter(), time.process_time()
             if impl == "ours":
                 manifest = streams.decrypt(src, [secret], sink)  # type: ignore[arg-type]
@@ -241,7 +230,7 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
             else:
                 _baseline_decrypt(seed, src, sink.writer)
             wall1, cpu1 = time.perf_counter(), time.process_time()
-            busy1 = _busy_cpu_seconds()
+            busy1 = busy_cpu_seconds()
         if sink.writer.count != size:
             raise RuntimeError(f"decrypted {sink.writer.count} bytes, expected {size}")
         result["envelope_bytes"] = os.path.getsize(path)
@@ -269,32 +258,6 @@ def _spawn(spec: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"worker {spec['impl']} {spec['op']} failed:\n{proc.stderr}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": affinity,
-        "cpu_model": cpu_model or platform.processor(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "pynacl": metadata.version("pynacl"),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
 
 
 def bench_size(size: int, reps: int, tmp: Path,
@@ -510,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "benchmark": "envelope",
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info("pynacl"),
         "reps": reps,
         "read_block_bytes": READ_BLOCK,
         "chunk_bytes": CHUNK,
@@ -534,9 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
 
     print_report(report)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nJSON written to {args.json_out}")
+    write_json(args.json_out, report)
     return 0
 
 

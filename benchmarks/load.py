@@ -44,7 +44,6 @@ import argparse
 import asyncio
 import contextlib
 import http.client
-import json
 import os
 import random
 import re
@@ -61,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from _machine import write_json
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -529,9 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     met = targets(result)
     result["targets"] = met
     show(result, met)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nJSON written to {args.json_out}")
+    write_json(args.json_out, result)
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import platform
 import re
@@ -47,6 +46,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+from _machine import write_json  # noqa: E402
 from aiohttp_socks import ProxyConnector  # noqa: E402
 
 from dropbox_envelope.streams import AttachmentSource, encrypt  # noqa: E402
@@ -181,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  Tor / loopback: {up['tor']['median_MBps'] / up['loopback']['median_MBps']:.2f}")
     print(f"load average before/after: {results['machine']['load_before']} / "
           f"{results['machine']['load_after']}")
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.json_out, results)
     return 0
 
 

@@ -46,7 +46,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -61,9 +60,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from _machine import busy_cpu_seconds, machine_info, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # benchmark the working tree, whatever the venv's install says
@@ -253,17 +253,6 @@ def _proc_cpu_seconds(pid: int) -> tuple[float, float] | None:
     return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime
 
 
-def _busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have spent busy so far (Linux /proc/stat), or None."""
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal, no guest
-
-
 def _cpu_breakdown() -> dict[str, float]:
     """/proc/stat CPU seconds by kind (softirq: e.g. loopback TCP; steal: the hypervisor)."""
     try:
@@ -292,9 +281,9 @@ def wait_for_quiet(max_wait: float) -> tuple[float | None, float]:
     ``max_wait`` seconds. Returns (their CPUs in the last window, seconds waited)."""
     started = time.monotonic()
     while True:
-        busy0, own0, t0 = _busy_cpu_seconds(), _own_cpu_seconds(), time.monotonic()
+        busy0, own0, t0 = busy_cpu_seconds(), _own_cpu_seconds(), time.monotonic()
         time.sleep(0.5)
-        busy1, own1, t1 = _busy_cpu_seconds(), _own_cpu_seconds(), time.monotonic()
+        busy1, own1, t1 = busy_cpu_seconds(), _own_cpu_seconds(), time.monotonic()
         if busy0 is None or busy1 is None:
             return None, t1 - started
         others = max(0.0, (busy1 - busy0 - (own1 - own0)) / (t1 - t0))
@@ -550,10 +539,10 @@ def measure(kind: str, inputs: Inputs, workdir: Path, keys: Keys,
         hwm_reset = _reset_peak_rss(server.pid)
         server_cpu0 = _proc_cpu_seconds(server.pid)
         kinds0 = _cpu_breakdown()
-        busy0, client_cpu0 = _busy_cpu_seconds(), _own_cpu_seconds()
+        busy0, client_cpu0 = busy_cpu_seconds(), _own_cpu_seconds()
         with RssSampler(server.pid) as sampler:
             reply = http(server.port, "POST", target, headers, body)
-        busy1, client_cpu1 = _busy_cpu_seconds(), _own_cpu_seconds()
+        busy1, client_cpu1 = busy_cpu_seconds(), _own_cpu_seconds()
         kinds1 = _cpu_breakdown()
         server_cpu1 = _proc_cpu_seconds(server.pid)
         after = _proc_status(server.pid)
@@ -619,27 +608,6 @@ def measure(kind: str, inputs: Inputs, workdir: Path, keys: Keys,
 
 
 # -- orchestration ---------------------------------------------------------------------------
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model or platform.processor(),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "aiohttp": metadata.version("aiohttp"),
-        "pynacl": metadata.version("pynacl"),
-        "loadavg_at_start": list(os.getloadavg()),
-    }
-
 
 def bench_size(size: int, reps: int, tmp: Path, keys: Keys, log: Callable[[str], None],
                quiet_wait: float = 0.0) -> dict[str, Any]:
@@ -1062,7 +1030,7 @@ def run_benchmark(args: argparse.Namespace, parser: argparse.ArgumentParser,
     report: dict[str, Any] = {
         "benchmark": "upload",
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info("aiohttp", "pynacl"),
         "code": {"git": args.from_git, "commit": commit} if commit else
                 {"working_tree": str(ROOT)},
         "quiet_wait_seconds": quiet_wait,
@@ -1095,9 +1063,7 @@ def run_benchmark(args: argparse.Namespace, parser: argparse.ArgumentParser,
     report["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
 
     print_report(report)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nJSON written to {args.json_out}")
+    write_json(args.json_out, report)
     return 0
 
 
