@@ -4,26 +4,31 @@ The server wraps every stored envelope once more under a random per-item ``wrap_
 only in its database. Deleting the database row destroys the key, and with it every copy of the
 file's bytes that a disk may still hold (crypto-erase). The layout::
 
-    wrapped := header (25) || block+
-    header  := "SRDB-ATR" || version (1) = 0x01 || nonce_prefix (16)
-    block_i := crypto_aead_xchacha20poly1305_ietf(plain_i,
-                   ad = header || u64(i) || u8(final), nonce = nonce_prefix || u64(i), wrap_key)
+    wrapped := header || block+
+    header  := "SRDB-ATR" || version (1) || nonce_prefix
+    block_i := AEAD(plain_i, ad = header || u64(i) || u8(final), nonce = nonce_prefix || u64(i),
+                    wrap_key)
 
-Every block but the last carries exactly :data:`BLOCK_SIZE` plaintext bytes. Because block ``i``
-sits at a fixed offset, any byte range can be unwrapped by reading only the blocks it touches:
-the staff download keeps honouring HTTP ``Range``. The final flag in the additional data makes a
-file cut at a block boundary fail instead of looking complete.
+Version 2 (written) uses AEGIS-256 (24-byte prefix, 32-byte tags); version 1 (still read) used
+XChaCha20-Poly1305 (16-byte prefix, 16-byte tags). Every block but the last carries exactly
+:data:`BLOCK_SIZE` plaintext bytes. Because block ``i`` sits at a fixed offset, any byte range
+can be unwrapped by reading only the blocks it touches: the staff download keeps honouring HTTP
+``Range``. The final flag in the additional data makes a file cut at a block boundary fail
+instead of looking complete.
 
 Sans-IO: :class:`Wrapper` turns plaintext into bytes to append; :class:`Unwrapper` says which
 wrapped bytes to read for a plaintext range and opens them. Imports PyNaCl and the standard
 library only.
 
 Speed: the server wraps every uploaded byte, on a thread beside its event loop (see
-``dropbox_server/offload.py``). :meth:`Wrapper.feed` therefore seals each block straight from
-the caller's buffer into one output buffer it reuses, through the cffi module under
-``nacl.bindings`` (the public binding copies the input, allocates and zeroes an output and
-copies it again: 15 % more per block, all of it holding the GIL, which the event loop needs).
-The bytes are the same either way (tests/storage/test_atrest.py checks both paths).
+``dropbox_server/offload.py``). Why AEGIS-256 since version 2: with the CPU's AES instructions
+libsodium's AEGIS-256 costs a sixth of XChaCha20-Poly1305's CPU per byte (benchmarks/README.md),
+and on a small server that CPU is what the upload waits for. :meth:`Wrapper.feed` seals each
+block straight from the caller's buffer into one output buffer it reuses, through the cffi module
+under ``nacl.bindings`` (the public binding copies the input, allocates and zeroes an output and
+copies it again: as much CPU again as AEGIS-256 itself, all of it holding the GIL, which the
+event loop needs). The bytes are the same either way (tests/storage/test_atrest.py checks both
+paths).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import importlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,25 +51,66 @@ __all__ = [
     "HEADER_SIZE",
     "KEY_SIZE",
     "MAGIC",
+    "MAX_HEADER_SIZE",
+    "TAG_SIZE",
+    "VERSION",
     "WRAPPED_BLOCK_SIZE",
     "Layout",
     "Piece",
+    "Suite",
     "Unwrapper",
     "Wrapper",
     "new_wrap_key",
+    "suite_of",
     "unwrap",
     "wrap",
 ]
 
 MAGIC = b"SRDB-ATR"
-VERSION = 1
-PREFIX_SIZE = 16
-HEADER_SIZE = len(MAGIC) + 1 + PREFIX_SIZE  # 25
-KEY_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_KEYBYTES  # 32
-TAG_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES  # 16
 BLOCK_SIZE = 64 * 1024
-WRAPPED_BLOCK_SIZE = BLOCK_SIZE + TAG_SIZE
+KEY_SIZE = 32  # both versions
 _U64 = struct.Struct(">Q")
+_Seal = Callable[[bytes, bytes, bytes, bytes], bytes]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One version of the format: its AEAD and the sizes that follow from it."""
+
+    version: int
+    prefix_size: int  # random bytes per file; the nonce is prefix || u64(block index)
+    tag_size: int
+    encrypt: _Seal  # the public binding: (message, ad, nonce, key) -> ciphertext || tag
+    decrypt: _Seal
+    cffi_encrypt: str  # the same function's name in libsodium
+
+    @property
+    def header_size(self) -> int:
+        return len(MAGIC) + 1 + self.prefix_size
+
+    @property
+    def wrapped_block_size(self) -> int:
+        return BLOCK_SIZE + self.tag_size
+
+
+XCHACHA20POLY1305 = Suite(
+    1, 16, sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES,
+    sodium.crypto_aead_xchacha20poly1305_ietf_encrypt,
+    sodium.crypto_aead_xchacha20poly1305_ietf_decrypt,
+    "crypto_aead_xchacha20poly1305_ietf_encrypt")
+AEGIS256 = Suite(
+    2, sodium.crypto_aead_aegis256_NPUBBYTES - 8, sodium.crypto_aead_aegis256_ABYTES,
+    sodium.crypto_aead_aegis256_encrypt, sodium.crypto_aead_aegis256_decrypt,
+    "crypto_aead_aegis256_encrypt")
+SUITES = {suite.version: suite for suite in (XCHACHA20POLY1305, AEGIS256)}
+CURRENT = AEGIS256  # what the server writes
+
+VERSION = CURRENT.version
+HEADER_SIZE = CURRENT.header_size  # 33
+TAG_SIZE = CURRENT.tag_size  # 32
+WRAPPED_BLOCK_SIZE = CURRENT.wrapped_block_size
+# Enough of a file's start for the header of any version a reader knows.
+MAX_HEADER_SIZE = max(suite.header_size for suite in SUITES.values())
 
 
 def _cffi_binding() -> tuple[Any, Any]:
@@ -75,10 +122,13 @@ def _cffi_binding() -> tuple[Any, Any]:
     return module.ffi, module.lib
 
 
-# Importing nacl.bindings (above) ran sodium_init(), which selects libsodium's vectorised
-# implementations; called before it, the same functions run the portable code, 3x slower.
+# Importing nacl.bindings (above) ran sodium_init(), which selects libsodium's vectorised and
+# AES-instruction implementations; called before it, the same functions run the portable code.
 _ffi, _lib = _cffi_binding()
-_FAST = _lib is not None and hasattr(_lib, "crypto_aead_xchacha20poly1305_ietf_encrypt")
+
+
+def _fast(suite: Suite) -> bool:
+    return _lib is not None and hasattr(_lib, suite.cffi_encrypt)
 
 
 def new_wrap_key(random: RandomSource = os.urandom) -> bytes:
@@ -92,6 +142,20 @@ def new_wrap_key(random: RandomSource = os.urandom) -> bytes:
 def _check_key(key: bytes) -> None:
     if len(key) != KEY_SIZE:
         raise ValueError(f"a wrap key is {KEY_SIZE} bytes")
+
+
+def suite_of(header: bytes) -> Suite:
+    """The version a wrapped file's first bytes name. :class:`WrappedFileCorrupted` if they are
+    not a wrapped file's (or too few); :class:`UnsupportedVersion` for an unknown version."""
+    if len(header) <= len(MAGIC) or header[:len(MAGIC)] != MAGIC:
+        raise WrappedFileCorrupted()
+    suite = SUITES.get(header[len(MAGIC)])
+    if suite is None:
+        raise UnsupportedVersion("this stored file uses an at-rest format version this "
+                                 "software does not know; upgrade the server")
+    if len(header) < suite.header_size:
+        raise WrappedFileCorrupted()
+    return suite
 
 
 def _nonce(prefix: bytes, index: int) -> bytes:
@@ -109,34 +173,42 @@ def _ad(header: bytes, index: int, final: bool) -> bytes:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where everything is in a wrapped file of a given size (no key needed)."""
+    """Where everything is in a wrapped file of a given size and version (no key needed)."""
 
     plain_size: int
     blocks: int
+    suite: Suite = CURRENT
 
     @property
     def wrapped_size(self) -> int:
-        return HEADER_SIZE + self.plain_size + self.blocks * TAG_SIZE
+        return self.suite.header_size + self.plain_size + self.blocks * self.suite.tag_size
 
     @classmethod
-    def for_plain(cls, plain_size: int) -> Layout:
+    def for_plain(cls, plain_size: int, suite: Suite = CURRENT) -> Layout:
         if plain_size < 0:
             raise ValueError("negative size")
-        return cls(plain_size, max(1, -(-plain_size // BLOCK_SIZE)))
+        return cls(plain_size, max(1, -(-plain_size // BLOCK_SIZE)), suite)
 
     @classmethod
-    def for_wrapped(cls, wrapped_size: int) -> Layout:
+    def for_wrapped(cls, wrapped_size: int, suite: Suite = CURRENT) -> Layout:
         """The layout a wrapped file of ``wrapped_size`` bytes must have; raises
         :class:`WrappedFileCorrupted` for a size no wrapper produces (a truncated file)."""
-        body = wrapped_size - HEADER_SIZE
-        if body < TAG_SIZE:
+        tag, step = suite.tag_size, suite.wrapped_block_size
+        body = wrapped_size - suite.header_size
+        if body < tag:
             raise WrappedFileCorrupted()
-        blocks = -(-body // WRAPPED_BLOCK_SIZE)
-        last = body - (blocks - 1) * WRAPPED_BLOCK_SIZE
+        blocks = -(-body // step)
+        last = body - (blocks - 1) * step
         # A last block holds at least one byte, unless it is the only block (empty plaintext).
-        if last < TAG_SIZE or (last == TAG_SIZE and blocks > 1):
+        if last < tag or (last == tag and blocks > 1):
             raise WrappedFileCorrupted()
-        return cls(body - blocks * TAG_SIZE, blocks)
+        return cls(body - blocks * tag, blocks, suite)
+
+    @classmethod
+    def of_file(cls, header: bytes, wrapped_size: int) -> Layout:
+        """The layout of a wrapped file from its first bytes (at least :data:`MAX_HEADER_SIZE`
+        of them, or the whole file) and its size."""
+        return cls.for_wrapped(wrapped_size, suite_of(header))
 
     def block_plain_size(self, index: int) -> int:
         if not 0 <= index < self.blocks:
@@ -144,6 +216,13 @@ class Layout:
         if index < self.blocks - 1:
             return BLOCK_SIZE
         return self.plain_size - (self.blocks - 1) * BLOCK_SIZE
+
+    def block_offset(self, index: int) -> int:
+        """Where block ``index`` starts in the wrapped file."""
+        return self.suite.header_size + index * self.suite.wrapped_block_size
+
+    def block_wrapped_size(self, index: int) -> int:
+        return self.block_plain_size(index) + self.suite.tag_size
 
 
 @dataclass(frozen=True)
@@ -164,29 +243,33 @@ class Wrapper:
     """Wraps a plaintext stream: ``write()`` and ``finish()`` return the bytes to append.
 
     The last full block is held back until more data arrives or ``finish()`` is called, because
-    only then is it known whether it is the final one.
+    only then is it known whether it is the final one. Writes :data:`VERSION`; ``version``
+    chooses an older one (tests of reading files an older server wrote).
     """
 
-    def __init__(self, key: bytes, *, random: RandomSource = os.urandom) -> None:
+    def __init__(self, key: bytes, *, random: RandomSource = os.urandom,
+                 version: int = VERSION) -> None:
         _check_key(key)
-        prefix = random(PREFIX_SIZE)
-        if len(prefix) != PREFIX_SIZE:
+        suite = SUITES[version]
+        prefix = random(suite.prefix_size)
+        if len(prefix) != suite.prefix_size:
             raise ValueError("the random source returned the wrong number of bytes")
+        self._suite = suite
         self._key = key
-        self.header = MAGIC + bytes([VERSION]) + prefix
+        self.header = MAGIC + bytes([suite.version]) + prefix
         self._prefix = prefix
         self._buf = bytearray()
         self._index = 0
         self._header_sent = False
         self._done = False
         self._out = bytearray()  # reused by feed()
-        self.fast = _FAST  # False: seal through the public binding (tests compare the two)
+        self.fast = _fast(suite)  # False: seal through the public binding (tests compare)
 
     def _seal(self, plain: bytes | bytearray | memoryview, final: bool) -> bytes:
         index = self._index
         self._index += 1
-        return sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            bytes(plain), _ad(self.header, index, final), _nonce(self._prefix, index), self._key)
+        return self._suite.encrypt(bytes(plain), _ad(self.header, index, final),
+                                   _nonce(self._prefix, index), self._key)
 
     def _start(self, out: list[bytes]) -> None:
         if not self._header_sent:
@@ -198,13 +281,14 @@ class Wrapper:
         the next call, and without copying ``data`` except the block it holds back."""
         if self._done:
             raise RuntimeError("the wrapper is finished")
+        step = self._suite.wrapped_block_size
         held = len(self._buf)
         total = held + len(data)
         head = b"" if self._header_sent else self.header
         self._header_sent = True
         # Seal every full block that is certainly not the last: keep 1..BLOCK_SIZE bytes.
         blocks = (total - 1) // BLOCK_SIZE if total else 0
-        size = len(head) + blocks * WRAPPED_BLOCK_SIZE
+        size = len(head) + blocks * step
         if len(self._out) < size:
             self._out = bytearray(size)
         out = self._out
@@ -216,33 +300,34 @@ class Wrapper:
             taken = BLOCK_SIZE - held  # complete the held-back block from the new bytes
             self._buf += src[:taken]
             self._seal_into(self._buf, out, pos)
-            pos += WRAPPED_BLOCK_SIZE
+            pos += step
             blocks -= 1
             self._buf.clear()
         for _ in range(blocks):
             self._seal_into(src[taken:taken + BLOCK_SIZE], out, pos)
             taken += BLOCK_SIZE
-            pos += WRAPPED_BLOCK_SIZE
+            pos += step
         self._buf += src[taken:]
         return memoryview(out)[:pos]
 
     def _seal_into(self, plain: bytes | bytearray | memoryview, out: bytearray,
                    pos: int) -> None:
-        """Seal one full, non-final block into ``out[pos:pos + WRAPPED_BLOCK_SIZE]``."""
+        """Seal one full, non-final block into ``out[pos:pos + wrapped block size]``."""
         index = self._index
         self._index += 1
         ad = _ad(self.header, index, False)
         nonce = _nonce(self._prefix, index)
         if not self.fast:
-            out[pos:pos + WRAPPED_BLOCK_SIZE] = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            out[pos:pos + self._suite.wrapped_block_size] = self._suite.encrypt(
                 bytes(plain), ad, nonce, self._key)
             return
-        # cffi releases the GIL for the call; from_buffer neither copies nor allocates.
-        rc = _lib.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        # cffi releases the GIL for the call; from_buffer neither copies nor allocates. Both
+        # suites' functions have the same signature (combined mode, no nsec).
+        rc = getattr(_lib, self._suite.cffi_encrypt)(
             _ffi.from_buffer(out, require_writable=True) + pos, _ffi.NULL,
             _ffi.from_buffer(plain), len(plain), ad, len(ad), _ffi.NULL, nonce, self._key)
         if rc != 0:  # libsodium documents none for these sizes
-            raise RuntimeError("crypto_aead_xchacha20poly1305_ietf_encrypt failed")
+            raise RuntimeError(f"{self._suite.cffi_encrypt} failed")
 
     def write(self, data: bytes | bytearray | memoryview) -> bytes:
         """The wrapped bytes to append for ``data`` (the header first, on the first call)."""
@@ -259,34 +344,32 @@ class Wrapper:
         return b"".join(out)
 
 
-def wrap(key: bytes, data: bytes, *, random: RandomSource = os.urandom) -> bytes:
+def wrap(key: bytes, data: bytes, *, random: RandomSource = os.urandom,
+         version: int = VERSION) -> bytes:
     """Wrap ``data`` in memory (small items, tests)."""
-    wrapper = Wrapper(key, random=random)
+    wrapper = Wrapper(key, random=random, version=version)
     return wrapper.write(data) + wrapper.finish()
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 class Unwrapper:
-    """Random-access reading of one wrapped file.
+    """Random-access reading of one wrapped file, of any version this software knows.
 
-    Construct it from the file's first :data:`HEADER_SIZE` bytes and its total size; then
-    :meth:`plan` names the blocks to read for a plaintext range and :meth:`open` authenticates
-    and decrypts each. Every failure is :class:`WrappedFileCorrupted` (one message, no detail),
-    except a version this software does not know (:class:`UnsupportedVersion`).
+    Construct it from the file's first :data:`MAX_HEADER_SIZE` bytes (or the whole file, if
+    shorter) and its total size; then :meth:`plan` names the blocks to read for a plaintext
+    range and :meth:`open` authenticates and decrypts each. Every failure is
+    :class:`WrappedFileCorrupted` (one message, no detail), except a version this software does
+    not know (:class:`UnsupportedVersion`).
     """
 
     def __init__(self, key: bytes, header: bytes, wrapped_size: int) -> None:
         _check_key(key)
-        if len(header) < HEADER_SIZE or header[:len(MAGIC)] != MAGIC:
-            raise WrappedFileCorrupted()
-        if header[len(MAGIC)] != VERSION:
-            raise UnsupportedVersion("this stored file uses an at-rest format version this "
-                                     "software does not know; upgrade the server")
+        self.layout = Layout.of_file(header, wrapped_size)
+        self._suite = self.layout.suite
         self._key = key
-        self.header = bytes(header[:HEADER_SIZE])
+        self.header = bytes(header[:self._suite.header_size])
         self._prefix = self.header[len(MAGIC) + 1:]
-        self.layout = Layout.for_wrapped(wrapped_size)
 
     @property
     def plain_size(self) -> int:
@@ -302,19 +385,18 @@ class Unwrapper:
             size = self.layout.block_plain_size(index)
             skip = max(first - start, 0)
             take = min(last + 1, start + size) - start - skip
-            pieces.append(Piece(index, HEADER_SIZE + index * WRAPPED_BLOCK_SIZE,
-                                size + TAG_SIZE, skip, take))
+            pieces.append(Piece(index, self.layout.block_offset(index),
+                                self.layout.block_wrapped_size(index), skip, take))
         return pieces
 
     def open_block(self, index: int, ciphertext: bytes) -> bytes:
         """The whole authenticated plaintext of block ``index``."""
         final = index == self.layout.blocks - 1
-        if len(ciphertext) != self.layout.block_plain_size(index) + TAG_SIZE:
+        if len(ciphertext) != self.layout.block_wrapped_size(index):
             raise WrappedFileCorrupted()
         try:
-            return sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
-                ciphertext, _ad(self.header, index, final), _nonce(self._prefix, index),
-                self._key)
+            return self._suite.decrypt(ciphertext, _ad(self.header, index, final),
+                                       _nonce(self._prefix, index), self._key)
         except nacl.exceptions.CryptoError:
             raise WrappedFileCorrupted() from None
 
@@ -328,11 +410,11 @@ class Unwrapper:
 
 def unwrap(key: bytes, data: bytes) -> bytes:
     """Unwrap a whole file held in memory, checking every block (including an empty one)."""
-    unwrapper = Unwrapper(key, data[:HEADER_SIZE], len(data))
+    unwrapper = Unwrapper(key, data[:MAX_HEADER_SIZE], len(data))
     layout = unwrapper.layout
     out = []
     for index in range(layout.blocks):
-        offset = HEADER_SIZE + index * WRAPPED_BLOCK_SIZE
-        size = layout.block_plain_size(index) + TAG_SIZE
-        out.append(unwrapper.open_block(index, data[offset:offset + size]))
+        offset = layout.block_offset(index)
+        out.append(unwrapper.open_block(index,
+                                        data[offset:offset + layout.block_wrapped_size(index)]))
     return b"".join(out)

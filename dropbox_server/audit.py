@@ -38,10 +38,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dropbox_envelope import EnvelopeError, StructureChecker
-from dropbox_envelope.atrest import HEADER_SIZE as WRAP_HEADER_SIZE
+from dropbox_envelope import EnvelopeError, StructureChecker, UnsupportedVersion
 from dropbox_envelope.atrest import MAGIC as WRAP_MAGIC
-from dropbox_envelope.atrest import WRAPPED_BLOCK_SIZE, Layout, Unwrapper
+from dropbox_envelope.atrest import MAX_HEADER_SIZE, Layout, Unwrapper
 from dropbox_envelope.envelope import EnvelopeInfo
 from dropbox_envelope.padding import padme
 
@@ -302,14 +301,17 @@ def _check_wrapped(report: AuditReport, path: Path, rel: str, key: bytes | None,
         return None  # flagged by the byte scan
     try:
         wrapped_size = os.fstat(fd).st_size
-        header = os.pread(fd, WRAP_HEADER_SIZE, 0)
+        header = os.pread(fd, MAX_HEADER_SIZE, 0)
         if header[:len(WRAP_MAGIC)] != WRAP_MAGIC:
             report.flag("not_ciphertext", rel, "not a file wrapped at rest with a server key")
             return wrapped_size
         if not complete:
             return None
         try:
-            layout = Layout.for_wrapped(wrapped_size)
+            layout = Layout.of_file(header, wrapped_size)
+        except UnsupportedVersion as exc:
+            report.flag("not_ciphertext", rel, str(exc))
+            return wrapped_size
         except EnvelopeError:
             report.flag("not_ciphertext", rel, "a wrapped file cut short")
             return wrapped_size
@@ -319,9 +321,8 @@ def _check_wrapped(report: AuditReport, path: Path, rel: str, key: bytes | None,
         try:
             unwrapper = Unwrapper(key, header, wrapped_size)
             for index in range(layout.blocks):
-                length = layout.block_plain_size(index) + 16
-                offset = WRAP_HEADER_SIZE + index * WRAPPED_BLOCK_SIZE
-                checker.feed(unwrapper.open_block(index, os.pread(fd, length, offset)))
+                checker.feed(unwrapper.open_block(index, os.pread(
+                    fd, layout.block_wrapped_size(index), layout.block_offset(index))))
             _check_padding(report, rel, checker.close())
         except EnvelopeError as exc:
             report.flag("not_ciphertext", rel, f"not a valid wrapped envelope: {exc}")
@@ -625,7 +626,7 @@ def _classify(ctx: _Context, entry: os.DirEntry[str], rel: str) -> bool:
         report.note("upload_in_progress", rel, "the ciphertext of an upload in progress or "
                                                "interrupted (removed at the next start)")
         _scan_ciphertext(report, Path(entry.path), rel, envelope=False)
-        if entry.stat(follow_symlinks=False).st_size >= WRAP_HEADER_SIZE:
+        if entry.stat(follow_symlinks=False).st_size >= len(WRAP_MAGIC):
             _check_wrapped(report, Path(entry.path), rel, None, complete=False)
     elif rel == "secrets/csrf.key":
         if entry.stat(follow_symlinks=False).st_size != 32:

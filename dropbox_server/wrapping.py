@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from dropbox_envelope.atrest import HEADER_SIZE, Unwrapper
+from dropbox_envelope.atrest import MAX_HEADER_SIZE, Unwrapper
 from dropbox_envelope.errors import WrappedFileCorrupted
 
 __all__ = ["StoredFile", "normalise_times", "open_for_reading"]
@@ -69,7 +69,7 @@ class StoredFile:
         self._fd = fd
         try:
             wrapped_size = os.fstat(fd).st_size
-            self._unwrapper = Unwrapper(key, _pread_exact(fd, min(HEADER_SIZE, wrapped_size), 0)
+            self._unwrapper = Unwrapper(key, _pread_exact(fd, min(MAX_HEADER_SIZE, wrapped_size), 0)
                                         if wrapped_size else b"", wrapped_size)
         except BaseException:
             os.close(fd)

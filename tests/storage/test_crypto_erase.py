@@ -59,7 +59,7 @@ def recover(folder: Path, old_file: bytes, agency: SecretKey) -> str | None:
     """The adversary: find the wrap key of ``old_file`` in ``folder``, unwrap it, decrypt it with
     the agency key. Returns the report's message, or None."""
     unwrapper = Unwrapper(bytes(KEY_SIZE), old_file[:HEADER_SIZE], len(old_file))
-    first = old_file[HEADER_SIZE:HEADER_SIZE + unwrapper.layout.block_plain_size(0) + 16]
+    first = old_file[HEADER_SIZE:HEADER_SIZE + unwrapper.layout.block_wrapped_size(0)]
     for key in candidate_keys(folder):
         try:
             Unwrapper(key, old_file[:HEADER_SIZE], len(old_file)).open_block(0, first)

@@ -14,7 +14,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dropbox_envelope.atrest import HEADER_SIZE, WRAPPED_BLOCK_SIZE, Layout, unwrap
+from dropbox_envelope.atrest import HEADER_SIZE, WRAPPED_BLOCK_SIZE, Layout, unwrap, wrap
+from dropbox_server.audit import audit
 from dropbox_server.storage import _MIGRATIONS, Storage
 from tests.server.datafolder import stored_bytes
 from tests.staff.conftest import (
@@ -43,7 +44,7 @@ async def test_stored_files_are_wrapped_and_served_as_sent(api: Api) -> None:
     for body in bodies:
         envelope_id = await commit_envelope(api.storage, body)
         raw = api.storage.envelope_path(envelope_id).read_bytes()
-        assert raw.startswith(b"SRDB-ATR\x01") and body[:64] not in raw
+        assert raw.startswith(b"SRDB-ATR\x02") and body[:64] not in raw
         assert len(raw) == Layout.for_plain(len(body)).wrapped_size
         [row] = [r for r in await api.storage.list_envelopes() if r.id == envelope_id]
         assert (row.size, row.sha256) == (len(body), sha256(body))  # the envelope's, not the file's
@@ -73,6 +74,32 @@ async def test_ranges_across_block_boundaries(api: Api) -> None:
                                  headers={"Range": f"bytes={size}-"})
     assert response.status == 416
     assert response.headers["Content-Range"] == f"bytes */{size}"
+
+
+@pytest.mark.asyncio
+async def test_files_an_older_server_wrapped_are_still_served_and_audited(api: Api) -> None:
+    """Files written before AEGIS-256 (at-rest version 1, XChaCha20-Poly1305) stay readable:
+    whole, by range, and the audit opens them."""
+    body = seal([api.world.agency.public_key], "from an older server", [("a", os.urandom(150_000))])
+    envelope_id = await commit_envelope(api.storage, body)
+    async with api.storage.db.execute("SELECT wrap_key FROM envelopes WHERE id = ?",
+                                      (envelope_id,)) as cur:
+        [(key,)] = await cur.fetchall()
+    path = api.storage.envelope_path(envelope_id)
+    path.write_bytes(wrap(bytes(key), body, version=1))
+    assert path.read_bytes()[:9] == b"SRDB-ATR\x01"
+
+    response = await api.request("GET", f"{LIST}/{envelope_id}")
+    assert response.status == 200 and await response.read() == body
+    response = await api.request("GET", f"{LIST}/{envelope_id}",
+                                 headers={"Range": "bytes=65530-65545"})
+    assert response.status == 206 and await response.read() == body[65530:65546]
+    report = audit(api.world.data_dir)
+    assert not [f for f in report.flags if f.kind == "not_ciphertext"], report.flags
+
+    path.write_bytes(b"SRDB-ATR\x09" + wrap(bytes(key), body)[9:])  # a version from the future
+    [finding] = [f for f in audit(api.world.data_dir).flags if f.kind == "not_ciphertext"]
+    assert "upgrade the server" in finding.detail
 
 
 def times(path: Path) -> tuple[int, int]:
@@ -235,7 +262,7 @@ def test_an_interrupted_migration_finishes_at_the_next_start(
     items = v1_items(world)
     make_v1_folder(world, items)
     # A wrapped copy placed by a run that died before its row was updated: an orphan.
-    (world.envelopes_dir / f"{'d' * 32}.srdb").write_bytes(b"SRDB-ATR\x01" + os.urandom(600))
+    (world.envelopes_dir / f"{'d' * 32}.srdb").write_bytes(b"SRDB-ATR\x02" + os.urandom(600))
 
     # Die right after the first row was switched over, before its plain file was removed.
     real = Storage._unlink_durably
