@@ -337,10 +337,10 @@ class FormReader:
         return self._encryptor, self._offload
 
     def _write(self, pieces: Iterable[bytes]) -> None:
-        # On the upload's thread. Written in groups of about a batch: the envelope's hash then
-        # runs beside the wrapping (see Upload.write) instead of waiting for each small piece,
-        # and memory stays bounded where ``pieces`` is long (finish() yields the padding,
-        # about 3 % of the envelope, a chunk at a time).
+        # On the upload's thread. Written in groups of about a batch: one hash update, wrap
+        # and os.write per megabyte instead of per small piece, and memory stays bounded where
+        # ``pieces`` is long (finish() yields the padding, about 3 % of the envelope, a chunk
+        # at a time).
         upload = self._upload
         if upload is None:  # unreachable: created with the encryptor
             raise RuntimeError("no upload")
