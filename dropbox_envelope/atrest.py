@@ -9,11 +9,12 @@ file's bytes that a disk may still hold (crypto-erase). The layout::
     block_i := AEAD(plain_i, ad = header || u64(i) || u8(final), nonce = nonce_prefix || u64(i),
                     wrap_key)
 
-Version 2 (written) uses AEGIS-256 (24-byte prefix, 32-byte tags); version 1 (still read) used
-XChaCha20-Poly1305 (16-byte prefix, 16-byte tags). Every block but the last carries exactly
-:data:`BLOCK_SIZE` plaintext bytes. Because block ``i`` sits at a fixed offset, any byte range
-can be unwrapped by reading only the blocks it touches: the staff download keeps honouring HTTP
-``Range``. The final flag in the additional data makes a file cut at a block boundary fail
+Version 2 uses AEGIS-256 (24-byte prefix, 32-byte tags), version 1 XChaCha20-Poly1305 (16-byte
+prefix, 16-byte tags). Both are read; the server writes version 2 where the CPU has AES
+instructions and version 1 where it has not (:data:`CURRENT`). Every block but the last carries
+exactly :data:`BLOCK_SIZE` plaintext bytes. Because block ``i`` sits at a fixed offset, any byte
+range can be unwrapped by reading only the blocks it touches: the staff download keeps honouring
+HTTP ``Range``. The final flag in the additional data makes a file cut at a block boundary fail
 instead of looking complete.
 
 Sans-IO: :class:`Wrapper` turns plaintext into bytes to append; :class:`Unwrapper` says which
@@ -60,10 +61,12 @@ __all__ = [
     "Suite",
     "Unwrapper",
     "Wrapper",
+    "hardware_aes",
     "new_wrap_key",
     "suite_of",
     "unwrap",
     "wrap",
+    "writing_suite",
 ]
 
 MAGIC = b"SRDB-ATR"
@@ -103,14 +106,6 @@ AEGIS256 = Suite(
     sodium.crypto_aead_aegis256_encrypt, sodium.crypto_aead_aegis256_decrypt,
     "crypto_aead_aegis256_encrypt")
 SUITES = {suite.version: suite for suite in (XCHACHA20POLY1305, AEGIS256)}
-CURRENT = AEGIS256  # what the server writes
-
-VERSION = CURRENT.version
-HEADER_SIZE = CURRENT.header_size  # 33
-TAG_SIZE = CURRENT.tag_size  # 32
-WRAPPED_BLOCK_SIZE = CURRENT.wrapped_block_size
-# Enough of a file's start for the header of any version a reader knows.
-MAX_HEADER_SIZE = max(suite.header_size for suite in SUITES.values())
 
 
 def _cffi_binding() -> tuple[Any, Any]:
@@ -125,6 +120,32 @@ def _cffi_binding() -> tuple[Any, Any]:
 # Importing nacl.bindings (above) ran sodium_init(), which selects libsodium's vectorised and
 # AES-instruction implementations; called before it, the same functions run the portable code.
 _ffi, _lib = _cffi_binding()
+
+
+def hardware_aes() -> bool:
+    """Whether this CPU has the AES instructions libsodium uses (its own check, the one that
+    guards AES-256-GCM: AES-NI and PCLMUL on x86-64, the crypto extensions on ARMv8).
+    False where it cannot tell."""
+    check = getattr(_lib, "crypto_aead_aes256gcm_is_available", None)
+    return bool(check()) if check is not None else False
+
+
+def writing_suite() -> Suite:
+    """The version this machine writes. Without AES instructions libsodium's AEGIS-256 runs
+    portable AES code: slower there than XChaCha20-Poly1305, and not claimed to be free of
+    cache-timing leaks, which ChaCha20 and Poly1305 are by design. Such a server keeps
+    writing version 1."""
+    return AEGIS256 if hardware_aes() else XCHACHA20POLY1305
+
+
+CURRENT = writing_suite()
+
+VERSION = CURRENT.version
+HEADER_SIZE = CURRENT.header_size  # 33 (version 2), 25 (version 1)
+TAG_SIZE = CURRENT.tag_size  # 32, 16
+WRAPPED_BLOCK_SIZE = CURRENT.wrapped_block_size
+# Enough of a file's start for the header of any version a reader knows.
+MAX_HEADER_SIZE = max(suite.header_size for suite in SUITES.values())
 
 
 def _fast(suite: Suite) -> bool:
@@ -190,7 +211,7 @@ class Layout:
         return cls(plain_size, max(1, -(-plain_size // BLOCK_SIZE)), suite)
 
     @classmethod
-    def for_wrapped(cls, wrapped_size: int, suite: Suite = CURRENT) -> Layout:
+    def for_wrapped(cls, wrapped_size: int, suite: Suite) -> Layout:
         """The layout a wrapped file of ``wrapped_size`` bytes must have; raises
         :class:`WrappedFileCorrupted` for a size no wrapper produces (a truncated file)."""
         tag, step = suite.tag_size, suite.wrapped_block_size
@@ -211,6 +232,8 @@ class Layout:
         return cls.for_wrapped(wrapped_size, suite_of(header))
 
     def block_plain_size(self, index: int) -> int:
+        """Plaintext bytes in block ``index``; IndexError for an index outside the file (a
+        caller's mistake: indexes come from :attr:`blocks` or :meth:`Unwrapper.plan`)."""
         if not 0 <= index < self.blocks:
             raise IndexError(index)
         if index < self.blocks - 1:

@@ -77,7 +77,9 @@ def main() -> None:
         for i, seed in enumerate(SEEDS):
             # The first two bytes choose the piece size (see test_one_input).
             (folder / f"seed-{i}").write_bytes(b"\x00\x10" + seed)
-            (folder / f"seed-wrapped-{i}").write_bytes(b"\x00\x10" + wrap(WRAP_KEY, seed))
+            for version in (1, 2):  # at-rest format versions (docs/PROTOCOL.md §11)
+                (folder / f"seed-wrapped-v{version}-{i}").write_bytes(
+                    b"\x00\x10" + wrap(WRAP_KEY, seed, version=version))
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
 

@@ -15,8 +15,10 @@ import struct
 import nacl.bindings as sodium
 import pytest
 
+from dropbox_envelope import atrest
 from dropbox_envelope.atrest import (
     BLOCK_SIZE,
+    CURRENT,
     HEADER_SIZE,
     MAX_HEADER_SIZE,
     SUITES,
@@ -26,10 +28,12 @@ from dropbox_envelope.atrest import (
     Layout,
     Unwrapper,
     Wrapper,
+    hardware_aes,
     new_wrap_key,
     suite_of,
     unwrap,
     wrap,
+    writing_suite,
 )
 from dropbox_envelope.errors import UnsupportedVersion, WrappedFileCorrupted
 
@@ -82,9 +86,29 @@ def test_matches_the_spec_byte_for_byte(size: int, version: int) -> None:
     assert unwrap(KEY, wrapped) == plain
 
 
-def test_the_server_writes_version_2_and_reads_both() -> None:
-    assert VERSION == 2 and HEADER_SIZE == 33 and WRAPPED_BLOCK_SIZE == BLOCK_SIZE + 32
-    assert wrap(KEY, b"x")[:9] == b"SRDB-ATR\x02"
+def test_the_server_writes_aegis256_where_the_cpu_has_aes_and_reads_both() -> None:
+    expected = 2 if hardware_aes() else 1
+    assert expected == VERSION and CURRENT is SUITES[expected]
+    sizes = {2: (33, BLOCK_SIZE + 32), 1: (25, BLOCK_SIZE + 16)}
+    assert sizes[expected] == (HEADER_SIZE, WRAPPED_BLOCK_SIZE)
+    assert wrap(KEY, b"x")[:9] == b"SRDB-ATR" + bytes([expected])
+    assert unwrap(KEY, spec_wrap(KEY, PREFIXES[2], PLAIN, 2)) == PLAIN
+
+
+class _NoAes:
+    """Stands in for libsodium's cffi module on a CPU without AES instructions."""
+
+    @staticmethod
+    def crypto_aead_aes256gcm_is_available() -> int:
+        return 0
+
+
+@pytest.mark.parametrize("lib", [_NoAes(), None], ids=["no AES instructions", "no cffi module"])
+def test_without_aes_instructions_version_1_is_written(
+        lib: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(atrest, "_lib", lib)
+    assert not atrest.hardware_aes()
+    assert writing_suite() is SUITES[1]
     old = spec_wrap(KEY, PREFIXES[1], PLAIN, 1)
     assert suite_of(old).version == 1
     assert unwrap(KEY, old) == PLAIN
@@ -104,12 +128,12 @@ def test_libsodium_aegis256_is_the_cfrg_aegis256() -> None:
 def test_known_answer() -> None:
     """Pinned output for a pinned key, prefix and plaintext (regenerate only with a new version)."""
     plain = b"SRDB-ENV" + bytes(70_000)
-    wrapped = wrap(KEY, plain, random=fixed(PREFIX))
-    assert wrapped[:HEADER_SIZE].hex() == "535244422d41545202" + PREFIX.hex()
+    wrapped = wrap(KEY, plain, random=fixed(PREFIXES[2]), version=2)
+    assert wrapped[:33].hex() == "535244422d41545202" + PREFIXES[2].hex()
     # Computed once with this module and checked against spec_wrap above.
     assert hashlib.sha256(wrapped).hexdigest() == \
         "ac5c3384197518df9990a164c2367d9936f350164432c1af52710ad306d6cef8"
-    assert wrapped[HEADER_SIZE:HEADER_SIZE + 32].hex() == \
+    assert wrapped[33:33 + 32].hex() == \
         "ef0e299eec55c3a29e2cd62a65f8e2aebdaa5817f231b33af8bd402689f8e554"  # block 0, 32 bytes
     assert wrapped[-32:].hex() == \
         "7932fad7195dff910106e16151fe338aa7ba4bc7fc3635f05fe09faa03d5e682"  # the final tag
@@ -170,7 +194,7 @@ def test_random_prefix_and_key() -> None:
     a, b = new_wrap_key(), new_wrap_key()
     assert len(a) == 32 and a != b
     assert wrap(a, b"x") != wrap(a, b"x")  # a fresh nonce prefix each time
-    assert Wrapper(a).header[:9] == b"SRDB-ATR\x02"
+    assert Wrapper(a).header[:9] == b"SRDB-ATR" + bytes([VERSION])
 
 
 def test_writer_refuses_use_after_finish() -> None:
@@ -266,6 +290,16 @@ def test_wrong_key_is_the_same_failure() -> None:
         unwrap(new_wrap_key(), WRAPPED)
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_a_header_shorter_than_its_version_needs(version: int) -> None:
+    """A file's first bytes cut inside the nonce prefix: damaged, even if the declared size
+    would fit (the reader is handed fewer bytes than the version's header)."""
+    good = wrap(KEY, PLAIN, version=version)
+    for cut in range(9, SUITES[version].header_size):
+        with pytest.raises(WrappedFileCorrupted):
+            Unwrapper(KEY, good[:cut], len(good))
+
+
 @pytest.mark.parametrize("version", [0, 3, 255])
 def test_unknown_version(version: int) -> None:
     data = WRAPPED[:8] + bytes([version]) + WRAPPED[9:]
@@ -280,4 +314,4 @@ def test_empty_plaintext_is_one_empty_final_block() -> None:
     # A lone empty block that is not final (a longer file cut after an empty block) is never
     # produced; a tag-only block after full blocks is refused by the layout alone.
     with pytest.raises(WrappedFileCorrupted):
-        Layout.for_wrapped(HEADER_SIZE + WRAPPED_BLOCK_SIZE + TAG_SIZE)
+        Layout.for_wrapped(HEADER_SIZE + WRAPPED_BLOCK_SIZE + TAG_SIZE, CURRENT)

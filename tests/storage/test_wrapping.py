@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from dropbox_envelope.atrest import HEADER_SIZE, WRAPPED_BLOCK_SIZE, Layout, unwrap, wrap
+from dropbox_envelope.atrest import HEADER_SIZE, VERSION, WRAPPED_BLOCK_SIZE, Layout, unwrap, wrap
 from dropbox_server.audit import audit
 from dropbox_server.storage import _MIGRATIONS, Storage
 from tests.server.datafolder import stored_bytes
@@ -44,7 +44,7 @@ async def test_stored_files_are_wrapped_and_served_as_sent(api: Api) -> None:
     for body in bodies:
         envelope_id = await commit_envelope(api.storage, body)
         raw = api.storage.envelope_path(envelope_id).read_bytes()
-        assert raw.startswith(b"SRDB-ATR\x02") and body[:64] not in raw
+        assert raw.startswith(b"SRDB-ATR" + bytes([VERSION])) and body[:64] not in raw
         assert len(raw) == Layout.for_plain(len(body)).wrapped_size
         [row] = [r for r in await api.storage.list_envelopes() if r.id == envelope_id]
         assert (row.size, row.sha256) == (len(body), sha256(body))  # the envelope's, not the file's
