@@ -6,6 +6,7 @@ which run with ``benchmarks/`` first on ``sys.path``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -29,13 +30,10 @@ def busy_cpu_seconds() -> float | None:
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:  # not Linux: platform's
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor()
 
 

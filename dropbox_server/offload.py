@@ -253,7 +253,7 @@ class Offload:
 
 
 def _nothing() -> None:
-    pass
+    """The clean-up of an :meth:`Offload.abort` given none: the thread still stops in order."""
 
 
 def _run_cleanup(then: Callable[[], None]) -> None:
