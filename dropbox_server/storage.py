@@ -5,7 +5,8 @@ dates at day granularity; nothing about a request (IP, user agent, exact time) e
 
 Durability: an envelope is written to ``tmp/``, fsync'd, renamed into ``store/`` and the folder
 fsync'd, and only then recorded in the database (WAL, synchronous=FULL). The row is what makes an
-envelope exist, so a crash leaves at worst an unlisted file, which start-up removes.
+envelope exist, so a crash leaves at worst an unlisted file, which start-up removes. The disk
+starts writing the file while it arrives (:mod:`.writeback`), so that fsync has little left.
 
 Crypto-erase (docs/PROTOCOL.md §11): every stored file is wrapped under its own random key, kept
 only in its database row (``secure_delete=ON``). Deleting an item deletes the row, then
@@ -37,6 +38,7 @@ from dropbox_envelope.keys import KdfParams
 
 from .errors import StorageError
 from .wrapping import StoredFile, normalise_times, open_for_reading
+from .writeback import WRITEBACK_AFTER, start_writeback
 
 __all__ = ["EnvelopeRow", "ReplyRow", "SourceRow", "Storage", "Upload", "fsync_dir", "new_id",
            "today", "utc_today"]
@@ -176,6 +178,9 @@ class Upload:
         self.closed = False
         self.wrap_key = new_wrap_key()
         self._wrapper = Wrapper(self.wrap_key)
+        self._written = 0  # bytes of the file written so far
+        self._hinted = 0  # of those, handed to start_writeback (writeback.py says why)
+        self._hinting = True  # until a hint fails: the next would fail too
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Blocking: hash, wrap and write ``data`` (each releases the GIL while it works:
@@ -190,8 +195,16 @@ class Upload:
 
     def _write_raw(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
+        self._written += len(view)
         while view:
             view = view[os.write(self._fd, view):]
+        if self._hinting and self._written - self._hinted >= WRITEBACK_AFTER:
+            # On this thread, not another: the kernel work it starts (allocating blocks,
+            # queueing the writes) then overlaps the event loop's, and it is the upload whose
+            # bytes outrun the disk that waits when the disk's queue is full.
+            self._hinting = start_writeback(self._fd, self._hinted,
+                                            self._written - self._hinted)
+            self._hinted = self._written
 
     @property
     def sha256(self) -> str:
