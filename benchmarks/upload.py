@@ -899,6 +899,76 @@ def profile(kind: str, size: int, py_spy: str, tmp_dir: Path | None, seconds_rat
     return 0
 
 
+PLACEMENTS = {  # name -> (client CPUs, baseline server CPUs); None: wherever the kernel puts it
+    "free": (None, None),
+    "split": ({0}, {1}),
+    "shared": ({0}, {0}),
+}
+
+
+def _pin_process(pid: int, cpus: set[int]) -> None:
+    # Every thread the process has now; threads it starts later inherit the affinity.
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
+
+
+def baseline_placement(size: int, reps: int, tmp_dir: Path | None, json_out: Path) -> int:
+    """Upload to the baseline (c) ``reps`` times in each CPU placement of client and server:
+    where the kernel puts them, on two different CPUs, and on the same CPU. Shows whether the
+    baseline's spread between runs comes from where the scheduler places the two processes."""
+    if len(os.sched_getaffinity(0)) < 2:
+        print("needs at least two CPUs", file=sys.stderr)
+        return 1
+    everywhere = os.sched_getaffinity(0)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in PLACEMENTS}
+    with tempfile.TemporaryDirectory(prefix="srdb-upload-", dir=tmp_dir) as tmp:
+        plaintext = Path(tmp) / "plaintext.bin"
+        write_plaintext(plaintext, size)
+        for rep in range(reps):
+            for name, (client_cpus, server_cpus) in PLACEMENTS.items():
+                workdir = Path(tmp) / "run"
+                server = start_baseline_server(workdir)
+                try:
+                    os.sched_setaffinity(0, client_cpus or everywhere)
+                    if server_cpus is not None:
+                        _pin_process(server.pid, server_cpus)
+                    cpu0 = _proc_cpu_seconds(server.pid)
+                    reply = http(server.port, "POST", "/upload",
+                                 {"Content-Type": "application/octet-stream"}, [plaintext])
+                    cpu1 = _proc_cpu_seconds(server.pid)
+                finally:
+                    os.sched_setaffinity(0, everywhere)
+                    server.stop()
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    os.sync()
+                if reply.status != 200:
+                    raise RuntimeError(f"baseline: HTTP {reply.status}")
+                run = {"mb_per_s": size / reply.seconds / 1e6,
+                       "tail_seconds": reply.seconds - reply.send_seconds,
+                       "server_cpu_seconds": (sum(cpu1) - sum(cpu0)) if cpu0 and cpu1 else -1.0}
+                results[name].append(run)
+                print(f"  rep {rep + 1}/{reps} {name:6s} {run['mb_per_s']:7.1f} MB/s  "
+                      f"tail {run['tail_seconds']:.2f} s  "
+                      f"server cpu {run['server_cpu_seconds']:.2f} s", flush=True)
+    print(f"\nc baseline, {size // MiB} MiB, median MB/s by placement (client CPU / server CPU):")
+    for name, (client_cpus, server_cpus) in PLACEMENTS.items():
+        rates = [r["mb_per_s"] for r in results[name]]
+        print(f"  {name:6s} client {_cpus(client_cpus):4s} server {_cpus(server_cpus):4s} "
+              f"median {statistics.median(rates):6.1f}  range {min(rates):.1f}-{max(rates):.1f}")
+    write_json(json_out, {"benchmark": "upload --baseline-placement",
+                          "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                          "machine": machine_info("aiohttp"), "size_bytes": size,
+                          "placements": {k: {"client_cpus": _cpus(v[0]),
+                                             "server_cpus": _cpus(v[1])}
+                                         for k, v in PLACEMENTS.items()},
+                          "runs": results})
+    return 0
+
+
+def _cpus(cpus: set[int] | None) -> str:
+    return "any" if cpus is None else ",".join(str(c) for c in sorted(cpus))
+
+
 def _print_raw_profile(raw: Path, top: int = 25) -> None:
     """Own time and inclusive time per function from py-spy's collapsed stacks."""
     own: dict[str, int] = {}
@@ -959,6 +1029,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: sample only the thread holding the GIL (py-spy "
                              "--gil): what keeps the other threads waiting")
+    parser.add_argument("--baseline-placement", action="store_true",
+                        help="instead of benchmarking, upload to the baseline (c) with client "
+                             "and server on any CPUs, on different CPUs and on the same CPU "
+                             "(--reps times each, first of --sizes-mib; default 200 MiB, 5): "
+                             "where the baseline's spread comes from")
     parser.add_argument("--py-spy", default=shutil.which("py-spy"),
                         help="py-spy executable (pip install py-spy)")
     parser.add_argument("--baseline-server", type=Path, help=argparse.SUPPRESS)
@@ -977,6 +1052,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"server code: git {args.from_git} ({commit[:12]}), snapshot in {snapshot}")
         else:
             commit = None
+        if args.baseline_placement:
+            size = _parse_list(args.sizes_mib, [200], "--sizes-mib", parser)[0] * MiB
+            reps = _parse_list(args.reps, [5], "--reps", parser)[0]
+            out = args.json_out if args.json_out != DEFAULT_JSON else \
+                DEFAULT_JSON.with_name("upload-placement.json")
+            return baseline_placement(size, reps, args.tmp_dir, out)
         if args.profile:
             if not args.py_spy:
                 parser.error("--profile needs py-spy: pip install py-spy, then --py-spy PATH")
