@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-from aiohttp_socks import ProxyConnector, ProxyError
+from aiohttp_socks import ProxyConnector, ProxyError, ProxyTimeoutError
 from python_socks import ProxyError as SocksProxyError
 
 from dropbox_envelope.keys import SecretKey, StaffSecretKey
@@ -143,7 +143,10 @@ def fetch(socks_port: int, url: str, *, attempts: int = 3, timeout: float = 60.0
     for attempt in range(attempts):
         try:
             return asyncio.run(_fetch_once(socks_port, url, timeout))
-        except (ProxyError, SocksProxyError, aiohttp.ClientError, TimeoutError):
+        # aiohttp_socks's ProxyTimeoutError is none of the others: a circuit that timed out
+        # must be tried again too, as one that failed is.
+        except (ProxyError, ProxyTimeoutError, SocksProxyError, aiohttp.ClientError,
+                TimeoutError):
             if attempt == attempts - 1:
                 raise
             time.sleep(2)
