@@ -195,9 +195,9 @@ class Upload:
 
     def _write_raw(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
-        self._written += len(view)
         while view:
             view = view[os.write(self._fd, view):]
+        self._written += len(data)
         if self._hinting and self._written - self._hinted >= WRITEBACK_AFTER:
             # On this thread, not another: the kernel work it starts (allocating blocks,
             # queueing the writes) then overlaps the event loop's, and it is the upload whose

@@ -20,20 +20,24 @@ not what it is for.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Callable
 
 __all__ = ["WRITEBACK_AFTER", "available", "start_writeback"]
 
 WRITEBACK_AFTER = 4 * 1024 * 1024  # bytes written between two hints
-_SYNC_FILE_RANGE_WRITE = 2  # <fcntl.h>; the same value on every Linux architecture
+# <fcntl.h>; the same value on every Linux architecture. Never add SYNC_FILE_RANGE_WAIT_*:
+# waiting would consume the file's pending write error, which is ignored here, and the
+# fsync that decides whether a receipt is shown would then report success.
+_SYNC_FILE_RANGE_WRITE = 2
 
 
 def _load() -> Callable[[int, int, int, int], int] | None:
     try:
+        import ctypes  # a Python built without it still runs the server, without hints
+
         libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc among them
         function = libc.sync_file_range
-    except (OSError, TypeError, AttributeError):  # no such call here (not Linux)
+    except (ImportError, OSError, TypeError, AttributeError):  # no such call here (not Linux)
         return None
     # glibc and musl declare the offset and count as off64_t on every architecture. ctypes
     # releases the GIL during the call.

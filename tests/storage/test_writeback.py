@@ -5,6 +5,7 @@ failure, and changes nothing of what is stored. Its speed is measured in benchma
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from dropbox_server import storage as storage_module
 from dropbox_server import writeback
 from dropbox_server.storage import Upload
 from dropbox_server.writeback import WRITEBACK_AFTER, start_writeback
+from tests.support import skip_or_fail
 
 MiB = 1024 * 1024
 
@@ -42,9 +44,39 @@ def test_a_hint_that_cannot_be_given_is_false_not_an_error(tmp_path: Path) -> No
     finally:
         os.close(read_end)
         os.close(write_end)
-    fd = os.open(tmp_path / "closed", os.O_WRONLY | os.O_CREAT, 0o600)
-    os.close(fd)
-    assert start_writeback(fd, 0, 10) is False
+    assert start_writeback(-1, 0, 10) is False  # no such file descriptor
+
+
+def test_offsets_past_4_gib_reach_the_kernel_whole(tmp_path: Path) -> None:
+    # A 2 GiB report's wrapped file goes past 2**31 bytes; a 32-bit offset would come out
+    # negative and the kernel would refuse every hint from there on.
+    fd = os.open(tmp_path / "sparse", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.pwrite(fd, b"x" * 4096, 5 << 30)
+        assert start_writeback(fd, 3 << 30, 4096) == writeback.available()
+        assert start_writeback(fd, 5 << 30, 4096) == writeback.available()
+    finally:
+        os.close(fd)
+
+
+def test_the_call_only_starts_writeback_and_lets_other_threads_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    function = writeback._sync_file_range
+    if function is None:
+        skip_or_fail("no sync_file_range on this system (Linux has it)")
+    # ctypes.PyDLL would hold the GIL for the call, stalling the event loop while it waits.
+    python_api: int = ctypes._FUNCFLAG_PYTHONAPI  # type: ignore[attr-defined]
+    assert not function._flags_ & python_api  # type: ignore[attr-defined]
+    seen: list[tuple[int, int, int, int]] = []
+
+    def fake(fd: int, offset: int, length: int, flags: int) -> int:
+        seen.append((fd, offset, length, flags))
+        return 0
+    monkeypatch.setattr(writeback, "_sync_file_range", fake)
+    assert start_writeback(7, 1 << 33, 5) is True
+    # SYNC_FILE_RANGE_WRITE alone: a WAIT_* flag would consume the file's write error, which
+    # the hint ignores, and the fsync before the receipt would then report success.
+    assert seen == [(7, 1 << 33, 5, 2)]
 
 
 Hints = list[tuple[int, int]]
@@ -55,6 +87,8 @@ def recording(monkeypatch: pytest.MonkeyPatch, answer: bool | None = None) -> Hi
     calls: Hints = []
 
     def record(fd: int, offset: int, length: int) -> bool:
+        # Never a byte that is not in the file yet.
+        assert offset + length <= os.fstat(fd).st_size
         calls.append((offset, length))
         return start_writeback(fd, offset, length) if answer is None else answer
     monkeypatch.setattr(storage_module, "start_writeback", record)
