@@ -27,13 +27,14 @@ holds about twice what it has sent, up to the batch size.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-__all__ = ["BATCH_SIZE", "DEPTH", "Offload"]
+__all__ = ["BATCH_SIZE", "DEPTH", "Offload", "finish", "run_to_the_end"]
 
 log = logging.getLogger("dropbox_server.offload")
 T = TypeVar("T")
@@ -250,6 +251,37 @@ class Offload:
                 if waiter is not None and (self._done >= waiter[1] or self._error is not None):
                     self._waiter = None
                     self._loop.call_soon_threadsafe(_wake, waiter[0])
+
+
+async def finish(work: Awaitable[T]) -> T:
+    """Await ``work`` to its end even if the caller is cancelled meanwhile; the caller's
+    ``CancelledError`` then goes on, once ``work`` is done (its result or error dropped).
+
+    For steps that must not stop half-way: an upload's commit (the fsync'd rename and the
+    database row that lists it), and any thread still using a file the caller's clean-up would
+    close or delete. Cancellation comes from the server's shutdown, after its grace period.
+    """
+    future = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):  # cancelled again: still wait
+                await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved, or asyncio warns that it never was
+        raise
+
+
+async def run_to_the_end(fn: Callable[..., T], *args: Any) -> T:
+    """``asyncio.to_thread(fn, *args)`` through :func:`finish`.
+
+    A thread cannot be stopped. With plain ``to_thread`` a cancelled caller's clean-up (closing
+    an upload's file descriptor, deleting its file) would run while ``fn`` still writes through
+    that descriptor, and a descriptor number closed and reused meanwhile would take those bytes
+    into another file.
+    """
+    return await finish(asyncio.to_thread(fn, *args))
 
 
 def _nothing() -> None:

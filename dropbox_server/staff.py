@@ -42,6 +42,7 @@ from dropbox_envelope.staffauth import (
 
 from .appkeys import BACKEND
 from .backend import Backend
+from .offload import run_to_the_end
 from .storage import Upload
 from .wrapping import StoredFile
 
@@ -269,7 +270,7 @@ async def _receive_reply(request: web.Request, backend: Backend, declared: str,
     checker = StructureChecker(max_size=MAX_REPLY_BYTES)
     try:
         async for block in request.content.iter_chunked(RECEIVE_BLOCK):
-            await asyncio.to_thread(_absorb, checker, upload, block)
+            await run_to_the_end(_absorb, checker, upload, block)  # see post_reply's discard
         info = checker.close()
     except LimitExceeded:
         _too_large(checker.info.size)

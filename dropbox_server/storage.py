@@ -37,6 +37,7 @@ from dropbox_envelope.codes import SourceCredentials
 from dropbox_envelope.keys import KdfParams
 
 from .errors import StorageError
+from .offload import finish, run_to_the_end
 from .wrapping import StoredFile, normalise_times, open_for_reading
 from .writeback import WRITEBACK_AFTER, start_writeback
 
@@ -324,7 +325,7 @@ class Storage:
                 old_path = folder / f"{old_id}.srdb"
                 upload = self.new_upload()
                 try:
-                    await asyncio.to_thread(_copy_into, old_path, upload)
+                    await run_to_the_end(_copy_into, old_path, upload)
                 except FileNotFoundError:
                     upload.discard()
                     log.warning("a stored item from before schema v2 has no file; it stays "
@@ -377,7 +378,7 @@ class Storage:
             _normalise_dir(self.tmp_dir)
             fsync_dir(folder)
             fsync_dir(self.tmp_dir)
-        await asyncio.to_thread(durable_rename)
+        await run_to_the_end(durable_rename)
         return final
 
     async def commit_envelope(self, upload: Upload, *, recipient: str,
@@ -387,11 +388,20 @@ class Storage:
         """Make an uploaded envelope durable and listed; returns (envelope id, source id).
 
         With ``new_source`` (locator, credentials) the source is created in the same
-        transaction, so a failure never leaves a source without its first report.
+        transaction, so a failure never leaves a source without its first report. A cancelled
+        caller waits until the commit has finished or been undone: cancelled half-way, a
+        COMMIT already queued on the database thread would still run, and the clean-up would
+        then delete the file of a listed envelope.
         """
+        return await finish(self._commit_envelope(upload, recipient, source_id, new_source))
+
+    async def _commit_envelope(self, upload: Upload, recipient: str, source_id: str | None,
+                               new_source: tuple[str, SourceCredentials] | None
+                               ) -> tuple[str, str | None]:
         envelope_id = new_id()
-        final = await self._place(upload, self.envelopes_dir, envelope_id)
+        final = self.envelopes_dir / f"{envelope_id}.srdb"
         try:
+            await self._place(upload, self.envelopes_dir, envelope_id)
             async with self._write_lock:
                 await self.db.execute("BEGIN IMMEDIATE")
                 try:
@@ -412,9 +422,14 @@ class Storage:
         return envelope_id, source_id
 
     async def commit_reply(self, upload: Upload, *, source_id: str) -> str:
+        """Make an uploaded reply durable and listed (to the end, as :meth:`commit_envelope`)."""
+        return await finish(self._commit_reply(upload, source_id))
+
+    async def _commit_reply(self, upload: Upload, source_id: str) -> str:
         reply_id = new_id()
-        final = await self._place(upload, self.replies_dir, reply_id)
+        final = self.replies_dir / f"{reply_id}.srdb"
         try:
+            await self._place(upload, self.replies_dir, reply_id)
             async with self._write_lock:
                 await self.db.execute(
                     "INSERT INTO replies (id, source_id, day, size, sha256, wrap_key) "

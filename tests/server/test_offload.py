@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from dropbox_server.offload import BATCH_SIZE, FIRST_BUFFER, Offload
+from dropbox_server.offload import BATCH_SIZE, FIRST_BUFFER, Offload, run_to_the_end
 from dropbox_server.storage import Upload
 from tests.server.conftest import LABOUR, AgencyKeys, Client, MakeClient, backend_of
 from tests.server.datafolder import snapshot
@@ -248,3 +248,62 @@ async def test_the_padding_of_a_large_form_upload_is_written_in_bounded_pieces(
     total = sum(writes)
     assert total - 48 * 1024 * 1024 > 1024 * 1024  # the padding really is over a batch
     assert max(writes) < BATCH_SIZE + 2 * 65_536
+
+
+# -- steps that must finish even when their caller is cancelled (server shutdown) -------------
+
+def held(events: list[str]) -> tuple[Callable[[], str], threading.Event, threading.Event]:
+    started, release = threading.Event(), threading.Event()
+
+    def work() -> str:
+        events.append("start")
+        started.set()
+        release.wait(WAIT)
+        events.append("end")
+        return "done"
+    return work, started, release
+
+
+async def test_a_cancelled_caller_goes_on_only_after_the_thread_has_finished() -> None:
+    events: list[str] = []
+    work, started, release = held(events)
+    task = asyncio.create_task(run_to_the_end(work))
+    await eventually(started.is_set)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    task.cancel()  # cancelled again: still waits
+    await asyncio.sleep(0.05)
+    assert not task.done() and events == ["start"]
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == ["start", "end"]
+
+
+async def test_run_to_the_end_returns_the_result_and_raises_the_error() -> None:
+    events: list[str] = []
+    work, _started, release = held(events)
+    release.set()
+    assert await run_to_the_end(work) == "done"
+
+    def fail() -> None:
+        raise OSError(errno.ENOSPC, "full")
+    with pytest.raises(OSError, match="full"):
+        await run_to_the_end(fail)
+
+
+async def test_a_cancelled_caller_gets_its_cancellation_after_the_work_failed() -> None:
+    # The cancellation is what the caller must handle (the server is stopping); the work's
+    # own error arrived while it waited.
+    release = threading.Event()
+
+    def fail() -> None:
+        release.wait(WAIT)
+        raise OSError(errno.EIO, "broken")
+    task = asyncio.create_task(run_to_the_end(fail))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()
