@@ -899,68 +899,76 @@ def profile(kind: str, size: int, py_spy: str, tmp_dir: Path | None, seconds_rat
     return 0
 
 
-PLACEMENTS = {  # name -> (client CPUs, baseline server CPUs); None: wherever the kernel puts it
-    "free": (None, None),
-    "split": ({0}, {1}),
-    "shared": ({0}, {0}),
-}
+Placement = tuple[set[int] | None, set[int] | None]  # client CPUs, server CPUs (None: any)
 
 
-def _pin_process(pid: int, cpus: set[int]) -> None:
-    # Every thread the process has now; threads it starts later inherit the affinity.
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        os.sched_setaffinity(int(tid), cpus)
+def _placements(cpus: set[int]) -> dict[str, Placement]:
+    # The first two CPUs this process may use (a cpuset or taskset may exclude CPU 0).
+    first, second = sorted(cpus)[:2]
+    return {"free": (None, None), "split": ({first}, {second}), "shared": ({first}, {first})}
 
 
-def baseline_placement(size: int, reps: int, tmp_dir: Path | None, json_out: Path) -> int:
+def baseline_placement(size: int, reps: int, tmp_dir: Path | None, json_out: Path,
+                       commit: str | None) -> int:
     """Upload to the baseline (c) ``reps`` times in each CPU placement of client and server:
-    where the kernel puts them, on two different CPUs, and on the same CPU. Shows whether the
-    baseline's spread between runs comes from where the scheduler places the two processes."""
-    if len(os.sched_getaffinity(0)) < 2:
+    where the kernel puts them, on two different CPUs, and on the same CPU (the order rotated
+    each repetition, after one untimed upload). Shows whether the baseline's spread between
+    runs comes from where the scheduler places the two processes."""
+    everywhere = os.sched_getaffinity(0)
+    if len(everywhere) < 2:
         print("needs at least two CPUs", file=sys.stderr)
         return 1
-    everywhere = os.sched_getaffinity(0)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in PLACEMENTS}
+    placements = _placements(everywhere)
+    names = list(placements)
+    results: dict[str, list[dict[str, float | None]]] = {name: [] for name in placements}
     with tempfile.TemporaryDirectory(prefix="srdb-upload-", dir=tmp_dir) as tmp:
         plaintext = Path(tmp) / "plaintext.bin"
         write_plaintext(plaintext, size)
-        for rep in range(reps):
-            for name, (client_cpus, server_cpus) in PLACEMENTS.items():
-                workdir = Path(tmp) / "run"
+        order = [("free", None)] + [(name, rep) for rep in range(reps)
+                                    for name in names[rep % 3:] + names[:rep % 3]]
+        for name, rep in order:
+            client_cpus, server_cpus = placements[name]
+            workdir = Path(tmp) / "run"
+            try:
+                # The server inherits this process's CPUs, all its threads included.
+                os.sched_setaffinity(0, server_cpus or everywhere)
                 server = start_baseline_server(workdir)
                 try:
                     os.sched_setaffinity(0, client_cpus or everywhere)
-                    if server_cpus is not None:
-                        _pin_process(server.pid, server_cpus)
                     cpu0 = _proc_cpu_seconds(server.pid)
                     reply = http(server.port, "POST", "/upload",
                                  {"Content-Type": "application/octet-stream"}, [plaintext])
                     cpu1 = _proc_cpu_seconds(server.pid)
                 finally:
-                    os.sched_setaffinity(0, everywhere)
                     server.stop()
-                    shutil.rmtree(workdir, ignore_errors=True)
-                    os.sync()
-                if reply.status != 200:
-                    raise RuntimeError(f"baseline: HTTP {reply.status}")
-                run = {"mb_per_s": size / reply.seconds / 1e6,
-                       "tail_seconds": reply.seconds - reply.send_seconds,
-                       "server_cpu_seconds": (sum(cpu1) - sum(cpu0)) if cpu0 and cpu1 else -1.0}
-                results[name].append(run)
-                print(f"  rep {rep + 1}/{reps} {name:6s} {run['mb_per_s']:7.1f} MB/s  "
-                      f"tail {run['tail_seconds']:.2f} s  "
-                      f"server cpu {run['server_cpu_seconds']:.2f} s", flush=True)
+            finally:
+                os.sched_setaffinity(0, everywhere)
+                shutil.rmtree(workdir, ignore_errors=True)
+                os.sync()
+            if reply.status != 200:
+                raise RuntimeError(f"baseline: HTTP {reply.status}")
+            if rep is None:
+                continue  # the untimed first upload (the page cache makes room for the file)
+            cpu = sum(cpu1) - sum(cpu0) if cpu0 is not None and cpu1 is not None else None
+            run = {"mb_per_s": size / reply.seconds / 1e6,
+                   "tail_seconds": reply.seconds - reply.send_seconds,
+                   "server_cpu_seconds": cpu}
+            results[name].append(run)
+            print(f"  rep {rep + 1}/{reps} {name:6s} {size / reply.seconds / 1e6:7.1f} MB/s  "
+                  f"tail {reply.seconds - reply.send_seconds:.2f} s  server cpu "
+                  f"{'-' if cpu is None else f'{cpu:.2f}'} s", flush=True)
     print(f"\nc baseline, {size // MiB} MiB, median MB/s by placement (client CPU / server CPU):")
-    for name, (client_cpus, server_cpus) in PLACEMENTS.items():
-        rates = [r["mb_per_s"] for r in results[name]]
+    for name, (client_cpus, server_cpus) in placements.items():
+        rates = [r["mb_per_s"] or 0.0 for r in results[name]]
         print(f"  {name:6s} client {_cpus(client_cpus):4s} server {_cpus(server_cpus):4s} "
               f"median {statistics.median(rates):6.1f}  range {min(rates):.1f}-{max(rates):.1f}")
     write_json(json_out, {"benchmark": "upload --baseline-placement",
                           "started": datetime.now(UTC).isoformat(timespec="seconds"),
-                          "machine": machine_info("aiohttp"), "size_bytes": size,
+                          "machine": machine_info("aiohttp"), "size_bytes": size, "reps": reps,
+                          "code": {"commit": commit} if commit else {"working_tree": str(ROOT)},
                           "placements": {k: {"client_cpus": _cpus(v[0]),
                                              "server_cpus": _cpus(v[1])}
-                                         for k, v in PLACEMENTS.items()},
+                                         for k, v in placements.items()},
                           "runs": results})
     return 0
 
@@ -1057,7 +1065,7 @@ def main(argv: list[str] | None = None) -> int:
             reps = _parse_list(args.reps, [5], "--reps", parser)[0]
             out = args.json_out if args.json_out != DEFAULT_JSON else \
                 DEFAULT_JSON.with_name("upload-placement.json")
-            return baseline_placement(size, reps, args.tmp_dir, out)
+            return baseline_placement(size, reps, args.tmp_dir, out, commit)
         if args.profile:
             if not args.py_spy:
                 parser.error("--profile needs py-spy: pip install py-spy, then --py-spy PATH")
