@@ -142,7 +142,8 @@ class Offload:
         """Drop the bytes not yet handed over, stop the thread and run ``then`` (a clean-up,
         such as deleting the file being written) on it after the jobs already handed over,
         which are skipped unless one is running: ``then`` never races with one. Waits for it
-        (a batch takes milliseconds); if the waiting task is cancelled, ``then`` still runs.
+        (a batch takes milliseconds, longer while a slow disk's queue is full); if the waiting
+        task is cancelled, ``then`` still runs.
         Safe to call more than once (a later call waits for the first clean-up, then runs
         its own ``then``), and after :meth:`close`. Never raises the clean-up's error: the
         caller is usually handling another one, which matters more; it is logged.
