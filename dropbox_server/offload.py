@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import logging
 import queue
 import threading
@@ -269,8 +271,11 @@ async def finish(work: Awaitable[T]) -> T:
         while not future.done():
             with contextlib.suppress(asyncio.CancelledError):  # cancelled again: still wait
                 await asyncio.wait([future])
-        if not future.cancelled():
-            future.exception()  # retrieved, or asyncio warns that it never was
+        if not future.cancelled() and (error := future.exception()) is not None:
+            # Nobody else will see it: the caller goes on with its cancellation. Only the
+            # kind: an error's text can name a file.
+            log.warning("work that had to finish at shutdown failed (%s)",
+                        type(error).__name__)
         raise
 
 
@@ -282,7 +287,11 @@ async def run_to_the_end(fn: Callable[..., T], *args: Any) -> T:
     that descriptor, and a descriptor number closed and reused meanwhile would take those bytes
     into another file.
     """
-    return await finish(asyncio.to_thread(fn, *args))
+    # A plain future from the executor, not a Task like to_thread's: asyncio.run cancels every
+    # task left at exit, and a cancelled one would let the caller's clean-up go ahead.
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    return await finish(loop.run_in_executor(None, functools.partial(context.run, fn, *args)))
 
 
 def _nothing() -> None:

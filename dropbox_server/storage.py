@@ -25,10 +25,10 @@ import os
 import secrets
 import sqlite3
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
@@ -47,6 +47,7 @@ __all__ = ["EnvelopeRow", "ReplyRow", "SourceRow", "Storage", "Upload", "fsync_d
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], dt.date]
+T = TypeVar("T")
 Table = Literal["envelopes", "replies"]
 
 SCHEMA_VERSION = 2
@@ -244,6 +245,10 @@ class Storage:
         # True while a deleted key may still sit in the WAL (a checkpoint was blocked).
         self.erase_pending = False
         self._settle_task: asyncio.Task[None] | None = None
+        # Commits in progress, kept even when their caller was cancelled: close() waits for
+        # them (at shutdown aiohttp cancels handlers and goes on to close the storage).
+        self._commits: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     def today(self) -> str:
         return self.clock().isoformat()
@@ -269,6 +274,9 @@ class Storage:
             raise
 
     async def close(self) -> None:
+        self._closing = True
+        while self._commits:
+            await asyncio.wait(set(self._commits))
         if self._settle_task is not None:
             self._settle_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -389,11 +397,15 @@ class Storage:
 
         With ``new_source`` (locator, credentials) the source is created in the same
         transaction, so a failure never leaves a source without its first report. A cancelled
-        caller waits until the commit has finished or been undone: cancelled half-way, a
-        COMMIT already queued on the database thread would still run, and the clean-up would
-        then delete the file of a listed envelope.
+        caller waits until the commit has finished or been undone, and so does :meth:`close`
+        (at shutdown aiohttp cancels the handler, then the app's clean-up closes the storage):
+        cancelled half-way, a COMMIT already queued on the database thread would still run, and
+        the clean-up would then delete the file of a listed envelope. Raises StorageError once
+        the storage is closing.
         """
-        return await finish(self._commit_envelope(upload, recipient, source_id, new_source))
+        self._check_open_for_commits()
+        return await finish(self._track(
+            self._commit_envelope(upload, recipient, source_id, new_source)))
 
     async def _commit_envelope(self, upload: Upload, recipient: str, source_id: str | None,
                                new_source: tuple[str, SourceCredentials] | None
@@ -423,7 +435,18 @@ class Storage:
 
     async def commit_reply(self, upload: Upload, *, source_id: str) -> str:
         """Make an uploaded reply durable and listed (to the end, as :meth:`commit_envelope`)."""
-        return await finish(self._commit_reply(upload, source_id))
+        self._check_open_for_commits()
+        return await finish(self._track(self._commit_reply(upload, source_id)))
+
+    def _check_open_for_commits(self) -> None:
+        if self._db is None or self._closing:
+            raise StorageError("the storage is closing: nothing more can be stored")
+
+    def _track(self, commit: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(commit)
+        self._commits.add(task)
+        task.add_done_callback(self._commits.discard)
+        return task
 
     async def _commit_reply(self, upload: Upload, source_id: str) -> str:
         reply_id = new_id()

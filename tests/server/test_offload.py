@@ -292,14 +292,16 @@ async def test_run_to_the_end_returns_the_result_and_raises_the_error() -> None:
         await run_to_the_end(fail)
 
 
-async def test_a_cancelled_caller_gets_its_cancellation_after_the_work_failed() -> None:
-    # The cancellation is what the caller must handle (the server is stopping); the work's
-    # own error arrived while it waited.
+async def test_a_cancelled_caller_gets_its_cancellation_and_the_work_s_error_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # The cancellation is what the caller must handle (the server is stopping). The work's
+    # own error arrived while it waited and nobody else will see it: logged, by kind only
+    # (an error's text can name a file).
     release = threading.Event()
 
     def fail() -> None:
         release.wait(WAIT)
-        raise OSError(errno.EIO, "broken")
+        raise OSError(errno.EIO, "broken /data/tmp/secret-name.part")
     task = asyncio.create_task(run_to_the_end(fail))
     await asyncio.sleep(0.05)
     task.cancel()
@@ -307,3 +309,23 @@ async def test_a_cancelled_caller_gets_its_cancellation_after_the_work_failed() 
     with pytest.raises(asyncio.CancelledError):
         await task
     assert task.cancelled()
+    [record] = [r for r in caplog.records if r.name == "dropbox_server.offload"]
+    assert "OSError" in record.getMessage() and "secret-name" not in record.getMessage()
+
+
+async def test_work_left_by_a_cancelled_caller_is_not_cancelled_with_the_other_tasks() -> None:
+    # asyncio.run cancels every task left when the server's main coroutine returns; the
+    # thread's result must still be awaited, not abandoned, by the caller that waits for it.
+    events: list[str] = []
+    work, started, release = held(events)
+    task = asyncio.create_task(run_to_the_end(work))
+    await eventually(started.is_set)
+    for other in asyncio.all_tasks():
+        if other is not asyncio.current_task():
+            other.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert events == ["start", "end"]
