@@ -158,6 +158,19 @@ class MemorySink:
 
 # --- the staff API in-process ----------------------------------------------------------------
 
+def signed_headers(key: StaffSecretKey, method: str, path_qs: str, body: bytes = b"", *,
+                   now: int | None = None) -> dict[str, str]:
+    """The headers of a staff API request signed with ``key`` (and its body's, if any)."""
+    digest = sha256(body)
+    signed = sign_request(key, method, path_qs, digest,
+                          now=int(time.time()) if now is None else now)
+    headers = signed.as_dict()
+    if body:
+        headers[HEADER_BODY_SHA256] = digest
+        headers["Content-Type"] = "application/octet-stream"
+    return headers
+
+
 @dataclass
 class Api:
     """The real staff app under ``aiohttp_client``, with a helper that signs requests."""
@@ -175,14 +188,7 @@ class Api:
 
     def headers(self, method: str, path_qs: str, body: bytes = b"", *,
                 key: StaffSecretKey | None = None, now: int | None = None) -> dict[str, str]:
-        digest = sha256(body)
-        signed = sign_request(key or self.world.staff, method, path_qs, digest,
-                              now=int(time.time()) if now is None else now)
-        headers = signed.as_dict()
-        if body:
-            headers[HEADER_BODY_SHA256] = digest
-            headers["Content-Type"] = "application/octet-stream"
-        return headers
+        return signed_headers(key or self.world.staff, method, path_qs, body, now=now)
 
     async def request(self, method: str, path_qs: str, body: bytes = b"", *,
                       headers: dict[str, str] | None = None,
