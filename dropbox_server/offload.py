@@ -22,6 +22,10 @@ Why the first batch starts small and grows: most reports are a few kilobytes, an
 may be open at once (slow ones over Tor, or a flood of them); a megabyte each from the start
 would be most of the server's memory under load. A buffer doubles as bytes arrive, so an upload
 holds about twice what it has sent, up to the batch size.
+
+Also here, for work that must not stop half-way when the server's shutdown cancels its caller:
+:func:`finish` (a commit) and :func:`run_to_the_end` (a thread writing through a file the
+caller's clean-up would close).
 """
 
 from __future__ import annotations

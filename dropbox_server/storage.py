@@ -343,7 +343,7 @@ class Storage:
                     upload.discard()
                     raise
                 new = new_id()
-                await self._place(upload, folder, new)
+                await self._place(upload, folder / f"{new}.srdb")
                 async with self._write_lock:
                     await self.db.execute(
                         f"UPDATE {table} SET id = ?, wrap_key = ? "  # noqa: S608
@@ -375,8 +375,8 @@ class Storage:
     def new_upload(self) -> Upload:
         return Upload(self.tmp_dir / f"{new_id()}.part")
 
-    async def _place(self, upload: Upload, folder: Path, item_id: str) -> Path:
-        final = folder / f"{item_id}.srdb"
+    async def _place(self, upload: Upload, final: Path) -> None:
+        folder = final.parent
 
         def durable_rename() -> None:
             if not upload.closed:
@@ -386,8 +386,9 @@ class Storage:
             _normalise_dir(self.tmp_dir)
             fsync_dir(folder)
             fsync_dir(self.tmp_dir)
-        await run_to_the_end(durable_rename)
-        return final
+        # Plain to_thread: the commits that call this run to their end as a whole (finish()
+        # and close() waiting for them), so nothing cancels this wait half-way.
+        await asyncio.to_thread(durable_rename)
 
     async def commit_envelope(self, upload: Upload, *, recipient: str,
                               source_id: str | None = None,
@@ -411,9 +412,9 @@ class Storage:
                                new_source: tuple[str, SourceCredentials] | None
                                ) -> tuple[str, str | None]:
         envelope_id = new_id()
-        final = self.envelopes_dir / f"{envelope_id}.srdb"
+        final = self.envelope_path(envelope_id)
         try:
-            await self._place(upload, self.envelopes_dir, envelope_id)
+            await self._place(upload, final)
             async with self._write_lock:
                 await self.db.execute("BEGIN IMMEDIATE")
                 try:
@@ -450,9 +451,9 @@ class Storage:
 
     async def _commit_reply(self, upload: Upload, source_id: str) -> str:
         reply_id = new_id()
-        final = self.replies_dir / f"{reply_id}.srdb"
+        final = self.reply_path(reply_id)
         try:
-            await self._place(upload, self.replies_dir, reply_id)
+            await self._place(upload, final)
             async with self._write_lock:
                 await self.db.execute(
                     "INSERT INTO replies (id, source_id, day, size, sha256, wrap_key) "
